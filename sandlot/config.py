@@ -1,0 +1,71 @@
+"""Server settings: defaults < `sandlot.toml` < `SANDLOT_*` environment < CLI flags."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_DATA_DIR = Path("/var/lib/sandlot")
+
+
+def _toml_file() -> Path:
+    """`SANDLOT_CONFIG` names the file; otherwise `sandlot.toml` in the data directory."""
+    explicit = os.environ.get("SANDLOT_CONFIG")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("SANDLOT_DATA_DIR", DEFAULT_DATA_DIR)) / "sandlot.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SANDLOT_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = 7766
+    data_dir: Path = DEFAULT_DATA_DIR
+    template_dir: Path | None = Field(
+        default=None, description="Where templates live; defaults to DATA_DIR/templates."
+    )
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; defaults to SQLite in the data directory."
+    )
+    runtime: str = "oci"
+    oci_binary: str = "runc"
+    default_template: str = "base"
+    build_default_template: bool = True
+    exec_timeout: float = 60.0
+    agent_connect_timeout: float = 10.0
+    memory_overcommit: float = Field(
+        default=1.0, description="Sum of sandbox memory limits allowed, as a multiple of host RAM."
+    )
+    supervisor_interval: float = 1.0
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (
+            init_settings,
+            env_settings,
+            TomlConfigSettingsSource(settings_cls, toml_file=_toml_file()),
+        )
+
+    @property
+    def templates_path(self) -> Path:
+        return self.template_dir or self.data_dir / "templates"
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'sandlot.db'}"

@@ -1,0 +1,172 @@
+"""Sandlot's error codes and the exception classes that carry them.
+
+One table, shared by the server (which turns an exception into an HTTP answer) and
+the SDK (which turns an HTTP answer back into the same exception), so a code can never
+mean one thing on the wire and another in Python.
+
+    SandlotError                      base: code, message, retryable, details, status
+    ├── AuthenticationError           UNAUTHENTICATED      401
+    ├── PermissionDeniedError         FORBIDDEN            403
+    ├── InvalidConfigError            INVALID_CONFIG       400
+    ├── NotFoundError
+    │   ├── SandboxNotFoundError      SANDBOX_NOT_FOUND    404
+    │   ├── TemplateNotFoundError     TEMPLATE_NOT_FOUND   404
+    │   └── FileNotFoundInSandboxError FILE_NOT_FOUND      404
+    ├── FileExistsInSandboxError      FILE_EXISTS          409
+    ├── FileOperationError            FILE_OPERATION_FAILED 400
+    ├── InvalidStateError             INVALID_STATE        409
+    ├── RateLimitedError              RATE_LIMITED         429 (retryable)
+    ├── ResourceExhaustedError        RESOURCE_EXHAUSTED   503 (retryable)
+    ├── SandboxUnavailableError       SANDBOX_UNAVAILABLE  503 (retryable)
+    ├── CommandTimeoutError           SANDBOX_TIMEOUT      504
+    └── InternalError                 INTERNAL             500 (retryable)
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class SandlotError(Exception):
+    """Base of every error Sandlot reports; `code` is the stable contract."""
+
+    code: ClassVar[str] = "INTERNAL"
+    status: ClassVar[int] = 500
+    default_retryable: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details or {}
+        self.retryable = self.default_retryable if retryable is None else retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "message": self.message,
+            "retryable": self.retryable,
+            "details": self.details,
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+class AuthenticationError(SandlotError):
+    code = "UNAUTHENTICATED"
+    status = 401
+
+
+class PermissionDeniedError(SandlotError):
+    code = "FORBIDDEN"
+    status = 403
+
+
+class InvalidConfigError(SandlotError):
+    code = "INVALID_CONFIG"
+    status = 400
+
+
+class NotFoundError(SandlotError):
+    status = 404
+
+
+class SandboxNotFoundError(NotFoundError):
+    code = "SANDBOX_NOT_FOUND"
+
+
+class TemplateNotFoundError(NotFoundError):
+    code = "TEMPLATE_NOT_FOUND"
+
+
+class FileNotFoundInSandboxError(NotFoundError):
+    code = "FILE_NOT_FOUND"
+
+
+class FileExistsInSandboxError(SandlotError):
+    code = "FILE_EXISTS"
+    status = 409
+
+
+class FileOperationError(SandlotError):
+    """A file operation the sandbox refused: not a directory, is a directory, ambiguous edit."""
+
+    code = "FILE_OPERATION_FAILED"
+    status = 400
+
+
+class InvalidStateError(SandlotError):
+    code = "INVALID_STATE"
+    status = 409
+
+
+class RateLimitedError(SandlotError):
+    code = "RATE_LIMITED"
+    status = 429
+    default_retryable = True
+
+
+class ResourceExhaustedError(SandlotError):
+    code = "RESOURCE_EXHAUSTED"
+    status = 503
+    default_retryable = True
+
+
+class SandboxUnavailableError(SandlotError):
+    """The sandbox exists but its agent does not answer (starting, crashed, or killed)."""
+
+    code = "SANDBOX_UNAVAILABLE"
+    status = 503
+    default_retryable = True
+
+
+class CommandTimeoutError(SandlotError):
+    code = "SANDBOX_TIMEOUT"
+    status = 504
+
+
+class InternalError(SandlotError):
+    code = "INTERNAL"
+    status = 500
+    default_retryable = True
+
+
+ERRORS_BY_CODE: dict[str, type[SandlotError]] = {
+    cls.code: cls
+    for cls in (
+        AuthenticationError,
+        PermissionDeniedError,
+        InvalidConfigError,
+        SandboxNotFoundError,
+        TemplateNotFoundError,
+        FileNotFoundInSandboxError,
+        FileExistsInSandboxError,
+        FileOperationError,
+        InvalidStateError,
+        RateLimitedError,
+        ResourceExhaustedError,
+        SandboxUnavailableError,
+        CommandTimeoutError,
+        InternalError,
+    )
+}
+
+
+def error_from_payload(payload: dict[str, Any]) -> SandlotError:
+    """Rebuild the exception a server answer describes; unknown codes become the base class."""
+    code = str(payload.get("code", "INTERNAL"))
+    cls = ERRORS_BY_CODE.get(code, SandlotError)
+    err = cls(
+        str(payload.get("message", "")),
+        details=payload.get("details") or {},
+        retryable=bool(payload.get("retryable", False)),
+    )
+    if cls is SandlotError:
+        err.code = code  # type: ignore[misc]
+    return err

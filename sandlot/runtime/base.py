@@ -1,0 +1,49 @@
+"""The interface every sandbox backend implements; `core` knows only this."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from sandlot.runtime.spec import SandboxSpec, SandboxUsage
+
+
+class RuntimeStatus(enum.Enum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class RuntimeSandbox:
+    sandbox_id: str
+    status: RuntimeStatus
+
+
+class BackendError(Exception):
+    """A backend failed to do what was asked; the message carries the backend's own words."""
+
+
+class Runtime(Protocol):
+    name: str
+    uid_offset: int
+    """Host uid that container root maps to; templates are stored shifted by it."""
+
+    async def create(self, spec: SandboxSpec) -> None:
+        """Build the sandbox's filesystem and start its agent as PID 1."""
+
+    async def destroy(self, sandbox_id: str) -> None:
+        """Stop every process and remove everything created for the sandbox; idempotent."""
+
+    async def status(self, sandbox_id: str) -> RuntimeStatus: ...
+
+    async def list(self) -> list[RuntimeSandbox]:
+        """Sandboxes the backend still runs or holds leftovers of, by id."""
+
+    def agent_endpoint(self, sandbox_id: str) -> Path:
+        """The unix socket the sandbox's agent listens on, as seen from the host."""
+
+    def usage(self, sandbox_id: str) -> SandboxUsage: ...

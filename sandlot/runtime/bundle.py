@@ -1,0 +1,167 @@
+"""The OCI runtime `config.json` for a sandbox.
+
+Every isolation decision for container sandboxes is made here, in one readable place:
+all namespaces including the user namespace (root inside maps to an unprivileged
+host uid), a Docker-like capability set minus NET_RAW and MKNOD, no-new-privileges,
+the seccomp filter, masked /proc entries, a minimal /dev, and cgroup limits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sandlot.runtime.seccomp import seccomp_profile
+from sandlot.runtime.spec import SandboxSpec
+
+# Container ids 0..65535 map to host ids starting here. Templates are stored shifted
+# into this range (see templates/ownership.py), so every sandbox shares one mapping.
+USERNS_HOST_BASE = 100000
+USERNS_SIZE = 65536
+
+AGENT_MOUNT = "/.sandlot/agent"
+RUN_MOUNT = "/.sandlot/run"
+AGENT_SOCKET = f"{RUN_MOUNT}/agent.sock"
+
+CAPABILITIES = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+]
+
+MASKED_PATHS = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+]
+
+READONLY_PATHS = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+]
+
+CPU_PERIOD_US = 100_000
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def cgroups_path(sandbox_id: str) -> str:
+    return f"/sandlot/{sandbox_id}"
+
+
+def agent_args() -> list[str]:
+    """The stdlib-only agent, run by the sandbox's own python3 without user site-packages."""
+    return ["python3", "-E", "-s", "-S", "-B", "-m", "agent", "--socket", AGENT_SOCKET]
+
+
+def oci_config(spec: SandboxSpec, *, agent_dir: Path, run_dir: Path) -> dict[str, Any]:
+    res = spec.resources
+    memory = res.memory_mb * 1024 * 1024
+    env = {"PATH": PATH, "HOME": "/root", "HOSTNAME": spec.sandbox_id, "TERM": "xterm-256color"}
+    env.update(spec.env)
+    caps = {kind: CAPABILITIES for kind in ("bounding", "effective", "permitted")}
+    cpu: dict[str, Any] = {"quota": res.vcpus * CPU_PERIOD_US, "period": CPU_PERIOD_US}
+    if spec.cpus is not None:
+        cpu["cpus"] = spec.cpus
+    return {
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": False,
+            "user": {"uid": 0, "gid": 0},
+            "args": agent_args(),
+            "env": [f"{k}={v}" for k, v in env.items()],
+            "cwd": "/.sandlot",
+            "capabilities": caps,
+            "noNewPrivileges": True,
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 16384, "soft": 16384}],
+        },
+        "root": {"path": "rootfs", "readonly": False},
+        "hostname": spec.sandbox_id,
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {
+                "destination": "/dev",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "strictatime", "mode=755", "size=65536k"],
+            },
+            {
+                "destination": "/dev/pts",
+                "type": "devpts",
+                "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+            },
+            {
+                "destination": "/dev/shm",
+                "type": "tmpfs",
+                "source": "shm",
+                "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+            },
+            {
+                "destination": "/dev/mqueue",
+                "type": "mqueue",
+                "source": "mqueue",
+                "options": ["nosuid", "noexec", "nodev"],
+            },
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            },
+            {
+                "destination": "/tmp",
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["nosuid", "nodev", "mode=1777", f"size={res.memory_mb // 2}m"],
+            },
+            {
+                "destination": AGENT_MOUNT,
+                "type": "bind",
+                "source": str(agent_dir),
+                "options": ["rbind", "ro", "nosuid", "nodev"],
+            },
+            {
+                "destination": RUN_MOUNT,
+                "type": "bind",
+                "source": str(run_dir),
+                "options": ["rbind", "rw", "nosuid", "nodev", "noexec"],
+            },
+        ],
+        "linux": {
+            "uidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],
+            "gidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],
+            "namespaces": [
+                {"type": ns} for ns in ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")
+            ],
+            "cgroupsPath": cgroups_path(spec.sandbox_id),
+            "resources": {
+                "devices": [{"allow": False, "access": "rwm"}],
+                "memory": {"limit": memory, "swap": memory},
+                "cpu": cpu,
+                "pids": {"limit": res.pids},
+            },
+            "seccomp": seccomp_profile(),
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+        },
+    }

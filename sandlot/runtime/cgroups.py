@@ -1,0 +1,69 @@
+"""Read a sandbox's resource use from its cgroup, on cgroup v1 or v2 hosts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sandlot.runtime.spec import SandboxUsage
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def is_cgroup_v2() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def _read_int(path: Path, default: int = 0) -> int:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return default
+    return default if text == "max" else int(text)
+
+
+def _read_keyed(path: Path) -> dict[str, int]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return {}
+    return {k: int(v) for k, v in (line.split() for line in lines if line.strip())}
+
+
+def cgroup_dirs(relative: str) -> list[Path]:
+    """Every directory the cgroup occupies: one on v2, one per hierarchy on v1."""
+    rel = relative.lstrip("/")
+    if is_cgroup_v2():
+        return [CGROUP_ROOT / rel]
+    # Combined hierarchies (cpu,cpuacct) appear under several names through symlinks.
+    hierarchies = {h.resolve() for h in CGROUP_ROOT.iterdir() if h.is_dir()}
+    return sorted(h / rel for h in hierarchies if (h / rel).is_dir())
+
+
+def read_usage(relative: str) -> SandboxUsage:
+    rel = relative.lstrip("/")
+    if is_cgroup_v2():
+        d = CGROUP_ROOT / rel
+        return SandboxUsage(
+            cpu_ns=_read_keyed(d / "cpu.stat").get("usage_usec", 0) * 1000,
+            memory_bytes=_read_int(d / "memory.current"),
+            memory_limit_bytes=_read_int(d / "memory.max"),
+            pids=_read_int(d / "pids.current"),
+            oom_kills=_read_keyed(d / "memory.events").get("oom_kill", 0),
+        )
+    memory = CGROUP_ROOT / "memory" / rel
+    return SandboxUsage(
+        cpu_ns=_read_int(CGROUP_ROOT / "cpuacct" / rel / "cpuacct.usage"),
+        memory_bytes=_read_int(memory / "memory.usage_in_bytes"),
+        memory_limit_bytes=_read_int(memory / "memory.limit_in_bytes"),
+        pids=_read_int(CGROUP_ROOT / "pids" / rel / "pids.current"),
+        oom_kills=_read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
+    )
+
+
+def remove_cgroup(relative: str) -> None:
+    """Remove leftovers the OCI runtime missed (it skips hierarchies it does not manage)."""
+    for d in cgroup_dirs(relative):
+        nested = [p for p in d.rglob("*") if p.is_dir()]
+        for child in sorted(nested, key=lambda p: len(p.parts), reverse=True):
+            child.rmdir()
+        d.rmdir()

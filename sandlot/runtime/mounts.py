@@ -1,0 +1,51 @@
+"""Overlay mounts for sandbox root filesystems, through mount(2) directly.
+
+Calling libc saves the ~2 ms fork+exec of mount(8) on every sandbox create.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from pathlib import Path
+
+MNT_DETACH = 2
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.mount.argtypes = [
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_char_p,
+    ctypes.c_ulong,
+    ctypes.c_char_p,
+]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+
+
+def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
+    options = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
+    if _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, options) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"overlay mount on {target}: {os.strerror(err)}")
+
+
+def unmount(target: Path) -> None:
+    """Lazily detach `target`; a path that is not mounted is not an error."""
+    if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOENT):
+            raise OSError(err, f"unmount {target}: {os.strerror(err)}")
+
+
+def mounts_under(prefix: Path) -> list[Path]:
+    """Mount points at or below `prefix`, deepest first so they can be unmounted in order."""
+    found = []
+    root = str(prefix)
+    with open("/proc/self/mountinfo") as info:
+        for line in info:
+            point = line.split()[4].replace("\\040", " ")
+            if point == root or point.startswith(root + "/"):
+                found.append(Path(point))
+    return sorted(found, key=lambda p: len(p.parts), reverse=True)

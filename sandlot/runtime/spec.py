@@ -1,0 +1,37 @@
+"""What a runtime needs to know to run one sandbox, independent of the backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Resources:
+    vcpus: int
+    memory_mb: int
+    disk_mb: int
+    pids: int = 4096
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """A template's root filesystem plus everything that differs per sandbox."""
+
+    sandbox_id: str
+    rootfs: Path
+    resources: Resources
+    env: dict[str, str] = field(default_factory=dict)
+    workdir: str = "/root"
+    cpus: str | None = None  # cpuset, e.g. "0-1"; None lets the kernel place it
+
+
+@dataclass(frozen=True)
+class SandboxUsage:
+    """A point-in-time reading of a sandbox's cgroup."""
+
+    cpu_ns: int
+    memory_bytes: int
+    memory_limit_bytes: int
+    pids: int
+    oom_kills: int

@@ -1,0 +1,1 @@
+"""Persistent state: organisations, keys and sandboxes (never sandbox file contents)."""

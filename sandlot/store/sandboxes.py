@@ -1,0 +1,45 @@
+"""Queries over sandbox rows, always scoped to one organisation where a caller is involved."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from sandlot.store.tables import SandboxRow
+
+LIVE_STATUSES = ("creating", "running", "paused", "stopping")
+
+
+def get(session: Session, sandbox_id: str, org_id: str | None = None) -> SandboxRow | None:
+    query = select(SandboxRow).where(SandboxRow.id == sandbox_id)
+    if org_id is not None:
+        query = query.where(SandboxRow.org_id == org_id)
+    return session.scalars(query).first()
+
+
+def page(
+    session: Session,
+    org_id: str,
+    *,
+    status: str | None,
+    metadata: dict[str, str],
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[SandboxRow], int]:
+    """One page of an organisation's sandboxes, newest first, and the total that match."""
+    query = select(SandboxRow).where(SandboxRow.org_id == org_id)
+    if status is not None:
+        query = query.where(SandboxRow.status == status)
+    for key, value in metadata.items():
+        query = query.where(SandboxRow.meta[key].as_string() == value)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(SandboxRow.created_at.desc(), SandboxRow.id).limit(limit).offset(offset)
+    ).all()
+    return rows, total
+
+
+def live(session: Session) -> Sequence[SandboxRow]:
+    return session.scalars(select(SandboxRow).where(SandboxRow.status.in_(LIVE_STATUSES))).all()

@@ -1,0 +1,1 @@
+"""Read-only root filesystems that sandboxes use as their overlay lower layer."""
