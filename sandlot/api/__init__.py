@@ -1,0 +1,1 @@
+"""The HTTP face: FastAPI routes that translate requests into service calls."""

@@ -1,0 +1,87 @@
+"""Request dependencies: who is calling, and the service they call."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from sandlot.core.service import SandboxService
+from sandlot.errors import AuthenticationError, PermissionDeniedError
+from sandlot.store import keys as key_rows
+from sandlot.store.database import Database
+
+KEY_CACHE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    org_id: str
+    key_id: str
+    scopes: tuple[str, ...]
+
+
+class Authenticator:
+    """Looks keys up in the store, caching hits briefly.
+
+    A revoked key therefore stops working within KEY_CACHE_SECONDS.
+    """
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    def authenticate(self, secret: str | None) -> Principal:
+        if not secret:
+            raise AuthenticationError(
+                "missing API key: send it as `X-API-Key: KEY` or `Authorization: Bearer KEY`"
+            )
+        now = time.monotonic()
+        cached = self._cache.get(secret)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        with self.db.session() as s:
+            row = key_rows.find_key(s, secret)
+            if row is None:
+                raise AuthenticationError("invalid or revoked API key")
+            principal = Principal(row.org_id, row.id, tuple(row.scopes))
+        self._cache[secret] = (now + KEY_CACHE_SECONDS, principal)
+        return principal
+
+
+def _secret(x_api_key: str | None, authorization: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+def principal(
+    request: Request,
+    x_api_key: Annotated[str | None, Header(description="API key")] = None,
+    authorization: Annotated[str | None, Header(description="`Bearer KEY`")] = None,
+) -> Principal:
+    auth: Authenticator = request.app.state.authenticator
+    return auth.authenticate(_secret(x_api_key, authorization))
+
+
+def requires(scope: str) -> object:
+    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        if scope not in who.scopes and "admin" not in who.scopes:
+            raise PermissionDeniedError(f"this API key lacks the {scope!r} scope")
+        return who
+
+    return Depends(check)
+
+
+def service(request: Request) -> SandboxService:
+    svc: SandboxService = request.app.state.service
+    return svc
+
+
+Reader = Annotated[Principal, requires("sandboxes:read")]
+Writer = Annotated[Principal, requires("sandboxes:write")]
+Service = Annotated[SandboxService, Depends(service)]

@@ -1,0 +1,62 @@
+"""Every failure leaves the API as `{"error": {code, message, retryable, details}}`."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from sandlot.errors import InternalError, InvalidConfigError, NotFoundError, SandlotError
+
+log = logging.getLogger(__name__)
+
+
+def error_response(err: SandlotError) -> JSONResponse:
+    headers = {}
+    if "retryAfter" in err.details:
+        headers["Retry-After"] = str(err.details["retryAfter"])
+    return JSONResponse({"error": err.to_dict()}, status_code=err.status, headers=headers)
+
+
+def _field_name(loc: tuple[int | str, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SandlotError)
+    async def _sandlot(_request: Request, err: SandlotError) -> JSONResponse:
+        return error_response(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
+        problems = [
+            {
+                "field": _field_name(tuple(e["loc"])),
+                "message": e["msg"].removeprefix("Value error, "),
+            }
+            for e in err.errors()
+        ]
+        first = problems[0] if problems else {"field": "body", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}"
+        return error_response(
+            InvalidConfigError(message, details={"field": first["field"], "errors": problems})
+        )
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, err: HTTPException) -> JSONResponse:
+        if err.status_code == 404:
+            return error_response(_NoRoute(f"no such route: {err.detail}"))
+        return error_response(InvalidConfigError(str(err.detail)))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, err: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(InternalError(f"internal error: {type(err).__name__}: {err}"))
+
+
+class _NoRoute(NotFoundError):
+    code = "NOT_FOUND"

@@ -1,0 +1,306 @@
+"""Request and response models: the API's validation and its OpenAPI schema in one place.
+
+Fields are camelCase on the wire (as users of other sandbox APIs expect) and snake_case
+in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+from sandlot.core import resources as limits
+from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView
+from sandlot.core.states import SandboxStatus
+from sandlot.runtime.spec import Resources
+
+T = TypeVar("T")
+
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class Envelope(Model, Generic[T]):
+    data: T
+
+
+class ErrorBody(Model):
+    code: str
+    message: str
+    retryable: bool
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ErrorEnvelope(Model):
+    error: ErrorBody
+
+
+class ResourcesIn(Model):
+    vcpus: int = Field(default=limits.DEFAULT_VCPUS, ge=limits.VCPUS_MIN, le=limits.VCPUS_MAX)
+    memory_mb: int | None = Field(
+        default=None,
+        ge=limits.MEMORY_MB_MIN,
+        le=limits.MEMORY_MB_MAX,
+        description="Memory limit in MiB.",
+    )
+    memory: str | None = Field(default=None, description='Memory limit as a size, e.g. "4GB".')
+    disk_mb: int | None = Field(
+        default=None, ge=limits.DISK_MB_MIN, le=limits.DISK_MB_MAX, description="Disk quota in MiB."
+    )
+    disk: str | None = Field(default=None, description='Disk quota as a size, e.g. "10GB".')
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_size(cls, text: str | None) -> str | None:
+        if text is not None:
+            limits.check_range(
+                "memory",
+                limits.parse_size_mb(text),
+                limits.MEMORY_MB_MIN,
+                limits.MEMORY_MB_MAX,
+                " MiB",
+            )
+        return text
+
+    @field_validator("disk")
+    @classmethod
+    def _disk_size(cls, text: str | None) -> str | None:
+        if text is not None:
+            limits.check_range(
+                "disk", limits.parse_size_mb(text), limits.DISK_MB_MIN, limits.DISK_MB_MAX, " MiB"
+            )
+        return text
+
+    @model_validator(mode="after")
+    def _sizes(self) -> ResourcesIn:
+        for name, raw_mb, text in (
+            ("memory", self.memory_mb, self.memory),
+            ("disk", self.disk_mb, self.disk),
+        ):
+            if raw_mb is not None and text is not None:
+                raise ValueError(f"give {name} or {name}Mb, not both")
+        return self
+
+    def to_resources(self) -> Resources:
+        memory = limits.parse_size_mb(self.memory) if self.memory else self.memory_mb
+        disk = limits.parse_size_mb(self.disk) if self.disk else self.disk_mb
+        return Resources(
+            vcpus=self.vcpus,
+            memory_mb=memory or limits.DEFAULT_MEMORY_MB,
+            disk_mb=disk or limits.DEFAULT_DISK_MB,
+        )
+
+
+class CreateSandboxIn(Model):
+    template: str = Field(
+        default="base", min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._-]*$"
+    )
+    resources: ResourcesIn = Field(default_factory=ResourcesIn)
+    env: dict[str, str] = Field(default_factory=dict)
+    metadata: dict[str, str] = Field(default_factory=dict)
+    mounts: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Workspace volume mounts (not yet supported: must be empty).",
+    )
+    idle_timeout: int = Field(default=600, ge=0, le=7 * 24 * 3600)
+    timeout: int | None = Field(
+        default=None, ge=1, le=30 * 24 * 3600, description="Lifetime in seconds."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        return _check_env(env)
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_size(cls, metadata: dict[str, str]) -> dict[str, str]:
+        if len(metadata) > 64 or any(len(k) > 128 or len(v) > 1024 for k, v in metadata.items()):
+            raise ValueError(
+                "metadata holds at most 64 keys of 128 chars with values of 1024 chars"
+            )
+        return metadata
+
+    @field_validator("mounts")
+    @classmethod
+    def _no_mounts_yet(cls, mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if mounts:
+            raise ValueError("volume mounts are not supported by this server yet")
+        return mounts
+
+    def to_request(self) -> CreateSandbox:
+        return CreateSandbox(
+            template=self.template,
+            resources=self.resources.to_resources(),
+            env=self.env,
+            metadata=self.metadata,
+            idle_timeout=self.idle_timeout,
+            timeout=self.timeout,
+        )
+
+
+def _check_env(env: dict[str, str]) -> dict[str, str]:
+    bad = [k for k in env if not re.match(ENV_NAME, k)]
+    if bad:
+        raise ValueError(f"invalid environment variable names: {', '.join(sorted(bad))}")
+    if any("\0" in v for v in env.values()):
+        raise ValueError("environment values may not contain NUL bytes")
+    return env
+
+
+class ResourcesOut(Model):
+    vcpus: int
+    memory_mb: int
+    disk_mb: int
+
+
+class SandboxOut(Model):
+    id: str
+    status: SandboxStatus
+    status_reason: str | None
+    template: str
+    resources: ResourcesOut
+    env: dict[str, str]
+    metadata: dict[str, str]
+    idle_timeout: int
+    timeout: int | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, view: SandboxView) -> SandboxOut:
+        r = view.resources
+        return cls(
+            id=view.id,
+            status=view.status,
+            status_reason=view.status_reason,
+            template=view.template,
+            resources=ResourcesOut(vcpus=r.vcpus, memory_mb=r.memory_mb, disk_mb=r.disk_mb),
+            env=view.env,
+            metadata=view.metadata,
+            idle_timeout=view.idle_timeout,
+            timeout=view.timeout,
+            created_at=view.created_at,
+            started_at=view.started_at,
+            ended_at=view.ended_at,
+            expires_at=view.expires_at,
+        )
+
+
+class Pagination(Model):
+    limit: int
+    offset: int
+    total: int
+
+
+class SandboxList(Model):
+    data: list[SandboxOut]
+    pagination: Pagination
+
+
+class ExecIn(Model):
+    command: str | list[str] = Field(
+        description="A shell command line, or an argv list run without a shell."
+    )
+    cwd: str | None = Field(default=None, max_length=4096)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(
+        default=None, gt=0, le=24 * 3600, description="Seconds; default 60."
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _not_empty(cls, command: str | list[str]) -> str | list[str]:
+        if not command or (isinstance(command, str) and not command.strip()):
+            raise ValueError("command is empty")
+        return command
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        return _check_env(env)
+
+
+class ExecOut(Model):
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    signal: str | None
+    duration_ms: float
+    oom_killed: bool
+
+    @classmethod
+    def of(cls, outcome: CommandOutcome) -> ExecOut:
+        return cls(
+            stdout=outcome.stdout.decode(errors="replace"),
+            stderr=outcome.stderr.decode(errors="replace"),
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            duration_ms=outcome.duration_ms,
+            oom_killed=outcome.oom_killed,
+        )
+
+
+class EntryOut(Model):
+    name: str
+    path: str
+    type: Literal["file", "dir", "symlink"]
+    size: int
+    mode: int
+    mtime: datetime
+    symlink_target: str | None = None
+
+    @classmethod
+    def of(cls, entry: dict[str, Any]) -> EntryOut:
+        return cls(
+            name=entry["name"],
+            path=entry["path"],
+            type=entry["type"],
+            size=entry["size"],
+            mode=entry["mode"],
+            mtime=datetime.fromtimestamp(entry["mtime"], UTC),
+            symlink_target=entry.get("symlink_target"),
+        )
+
+
+class MkdirIn(Model):
+    path: str = Field(min_length=1, max_length=4096)
+    parents: bool = False
+
+
+class ReplaceIn(Model):
+    path: str = Field(min_length=1, max_length=4096)
+    old: str = Field(min_length=1)
+    new: str
+    count: int | None = Field(default=None, ge=1)
+
+
+class ReplaceOut(Model):
+    path: str
+    replacements: int
+
+
+class RemovedOut(Model):
+    path: str
+
+
+class UsageOut(Model):
+    cpu_ns: int
+    memory_bytes: int
+    memory_limit_bytes: int
+    pids: int
+    oom_kills: int
+
+
+class HealthOut(Model):
+    status: Literal["ok"]
+    version: str

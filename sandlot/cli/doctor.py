@@ -1,0 +1,82 @@
+"""`sandlot doctor`: is this host ready to run sandboxes, and if not, what to do."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Check = tuple[str, Callable[[], tuple[bool, str]]]
+
+
+def _tool(name: str, package: str) -> Callable[[], tuple[bool, str]]:
+    def check() -> tuple[bool, str]:
+        path = shutil.which(name)
+        if path is None:
+            return False, f"not found: apt-get install {package}"
+        out = subprocess.run([name, "--version"], capture_output=True, text=True).stdout
+        return True, (out.splitlines() or [path])[0]
+
+    return check
+
+
+def _root() -> tuple[bool, str]:
+    return os.geteuid() == 0, "running as root" if os.geteuid() == 0 else "sandlot serve needs root"
+
+
+def _userns() -> tuple[bool, str]:
+    limit = int(Path("/proc/sys/user/max_user_namespaces").read_text())
+    return limit > 0, f"max_user_namespaces={limit}" + ("" if limit else ": set it above 0")
+
+
+def _cgroups() -> tuple[bool, str]:
+    if Path("/sys/fs/cgroup/cgroup.controllers").exists():
+        return True, "cgroup v2"
+    needed = ["memory", "pids", "cpu", "cpuacct", "cpuset", "freezer"]
+    missing = [c for c in needed if not Path("/sys/fs/cgroup", c).is_dir()]
+    return not missing, "cgroup v1" + (f", missing controllers: {missing}" if missing else "")
+
+
+def _template(data_dir: Path) -> Callable[[], tuple[bool, str]]:
+    def check() -> tuple[bool, str]:
+        from sandlot.config import Settings
+        from sandlot.server import template_store
+
+        names = [t.name for t in template_store(Settings(data_dir=data_dir)).list()]
+        if "base" in names:
+            return True, f"templates: {', '.join(names)}"
+        return False, "no base template: `sandlot template build base` (or start `sandlot serve`)"
+
+    return check
+
+
+def doctor(
+    data_dir: Annotated[Path, typer.Option(help="Server data directory")] = Path(
+        "/var/lib/sandlot"
+    ),
+) -> None:
+    """Check the host: root, OCI runtime, mmdebstrap, user namespaces, cgroups, templates."""
+    from rich.console import Console
+    from rich.table import Table
+
+    checks: list[Check] = [
+        ("root", _root),
+        ("runc", _tool("runc", "runc")),
+        ("mmdebstrap", _tool("mmdebstrap", "mmdebstrap")),
+        ("user namespaces", _userns),
+        ("cgroups", _cgroups),
+        ("templates", _template(data_dir)),
+    ]
+    table = Table("CHECK", "OK", "DETAIL")
+    failed = 0
+    for name, check in checks:
+        ok, detail = check()
+        failed += not ok
+        table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", detail)
+    Console().print(table)
+    raise typer.Exit(1 if failed else 0)

@@ -1,0 +1,1 @@
+"""The domain: sandbox state machine, rules, and the service that orchestrates adapters."""

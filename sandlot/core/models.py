@@ -1,0 +1,75 @@
+"""Plain values the service takes and returns; the API and CLI translate them, nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sandlot.core.states import SandboxStatus
+from sandlot.runtime.spec import Resources
+from sandlot.store.tables import SandboxRow
+
+
+@dataclass(frozen=True)
+class CreateSandbox:
+    template: str
+    resources: Resources
+    env: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str] = field(default_factory=dict)
+    idle_timeout: int = 600
+    timeout: int | None = None
+
+
+@dataclass(frozen=True)
+class SandboxView:
+    id: str
+    org_id: str
+    status: SandboxStatus
+    status_reason: str | None
+    template: str
+    resources: Resources
+    env: dict[str, str]
+    metadata: dict[str, str]
+    idle_timeout: int
+    timeout: int | None
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    expires_at: datetime | None
+
+    @classmethod
+    def of(cls, row: SandboxRow) -> SandboxView:
+        return cls(
+            id=row.id,
+            org_id=row.org_id,
+            status=SandboxStatus(row.status),
+            status_reason=row.status_reason,
+            template=row.template,
+            resources=Resources(vcpus=row.vcpus, memory_mb=row.memory_mb, disk_mb=row.disk_mb),
+            env=dict(row.env),
+            metadata=dict(row.meta),
+            idle_timeout=row.idle_timeout,
+            timeout=row.timeout,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+            expires_at=row.expires_at,
+        )
+
+
+@dataclass(frozen=True)
+class SandboxPage:
+    items: list[SandboxView]
+    total: int
+    limit: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class CommandOutcome:
+    stdout: bytes
+    stderr: bytes
+    exit_code: int | None
+    signal: str | None
+    duration_ms: float
+    oom_killed: bool

@@ -1,0 +1,366 @@
+"""SandboxService: every sandbox operation, in the order that keeps store and host consistent.
+
+Each transition is written to the store before it is acted on, so a crash at any point
+leaves a row that reconciliation can finish: a `creating` or `stopping` row whose
+sandbox is gone is settled on the next start, never left half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sandlot.core import ids
+from sandlot.core.capacity import Capacity, Placed
+from sandlot.core.events import Event, EventBus
+from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxPage, SandboxView
+from sandlot.core.session import SandboxSession
+from sandlot.core.states import SandboxStatus, check_transition, require_running
+from sandlot.errors import (
+    CommandTimeoutError,
+    SandboxNotFoundError,
+    SandboxUnavailableError,
+    SandlotError,
+)
+from sandlot.runtime.base import Runtime, RuntimeStatus
+from sandlot.runtime.spec import SandboxSpec
+from sandlot.store import sandboxes as sandbox_rows
+from sandlot.store.database import Database
+from sandlot.store.tables import SandboxRow
+from sandlot.templates.store import TemplateStore
+
+log = logging.getLogger(__name__)
+
+Connector = Callable[[Path, float], Awaitable[SandboxSession]]
+
+
+class SandboxService:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        runtime: Runtime,
+        templates: TemplateStore,
+        events: EventBus,
+        capacity: Capacity,
+        connect: Connector,
+        agent_connect_timeout: float = 10.0,
+        exec_timeout: float = 60.0,
+    ) -> None:
+        self.db = db
+        self.runtime = runtime
+        self.templates = templates
+        self.events = events
+        self.capacity = capacity
+        self._connect = connect
+        self._agent_connect_timeout = agent_connect_timeout
+        self._exec_timeout = exec_timeout
+        self._sessions: dict[str, SandboxSession] = {}
+        self._owners: dict[str, str] = {}  # org of each sandbox with a session, for the hot path
+        self._admission = asyncio.Lock()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self.last_activity: dict[str, float] = {}
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def create(self, org_id: str, request: CreateSandbox) -> SandboxView:
+        template = self.templates.get(request.template)
+        now = datetime.now(UTC)
+        sandbox_id = ids.new_sandbox_id()
+        async with self._admission:
+            with self.db.session() as s:
+                live = [Placed(r.memory_mb, r.cpus) for r in sandbox_rows.live(s)]
+                cpus = self.capacity.admit(request.resources, live)
+                s.add(
+                    SandboxRow(
+                        id=sandbox_id,
+                        org_id=org_id,
+                        template=template.name,
+                        template_digest=template.digest,
+                        rootfs=str(template.rootfs),
+                        status=SandboxStatus.CREATING.value,
+                        vcpus=request.resources.vcpus,
+                        memory_mb=request.resources.memory_mb,
+                        disk_mb=request.resources.disk_mb,
+                        cpus=cpus,
+                        env=request.env,
+                        meta=request.metadata,
+                        idle_timeout=request.idle_timeout,
+                        timeout=request.timeout,
+                        created_at=now,
+                        expires_at=now + timedelta(seconds=request.timeout)
+                        if request.timeout
+                        else None,
+                    )
+                )
+        self._publish_status(org_id, sandbox_id, SandboxStatus.CREATING)
+        spec = SandboxSpec(
+            sandbox_id=sandbox_id,
+            rootfs=template.rootfs,
+            resources=request.resources,
+            env={**template.env, **request.env},
+            workdir=template.workdir,
+            cpus=cpus,
+        )
+        try:
+            await self.runtime.create(spec)
+            await self._reconnect(sandbox_id, org_id)
+        except BaseException as exc:
+            await self.runtime.destroy(sandbox_id)
+            self._set_status(sandbox_id, SandboxStatus.ERROR, reason=f"failed to start: {exc!r}")
+            if isinstance(exc, (SandlotError, asyncio.CancelledError)):
+                raise
+            raise SandboxUnavailableError(
+                f"sandbox {sandbox_id} failed to start: {exc}", details={"sandboxId": sandbox_id}
+            ) from exc
+        self.last_activity[sandbox_id] = time.monotonic()
+        return self._set_status(sandbox_id, SandboxStatus.RUNNING, started=True)
+
+    async def destroy(
+        self, org_id: str | None, sandbox_id: str, reason: str = "destroyed"
+    ) -> SandboxView:
+        async with self._lock(sandbox_id):
+            view = self.get(org_id, sandbox_id)
+            if view.status is SandboxStatus.TERMINATED:
+                return view
+            self._set_status(sandbox_id, SandboxStatus.STOPPING)
+            await self._forget(sandbox_id)
+            await self.runtime.destroy(sandbox_id)
+            return self._set_status(sandbox_id, SandboxStatus.TERMINATED, reason=reason, ended=True)
+
+    def get(self, org_id: str | None, sandbox_id: str) -> SandboxView:
+        with self.db.session() as s:
+            row = sandbox_rows.get(s, sandbox_id, org_id)
+            if row is None:
+                raise SandboxNotFoundError(
+                    f"sandbox {sandbox_id} does not exist (or belongs to another organisation)",
+                    details={"sandboxId": sandbox_id},
+                )
+            return SandboxView.of(row)
+
+    def list(
+        self,
+        org_id: str,
+        *,
+        status: SandboxStatus | None = None,
+        metadata: dict[str, str] | None = None,
+        limit: int = 20,
+        offset: int = 0,
+    ) -> SandboxPage:
+        with self.db.session() as s:
+            rows, total = sandbox_rows.page(
+                s,
+                org_id,
+                status=status.value if status else None,
+                metadata=metadata or {},
+                limit=limit,
+                offset=offset,
+            )
+            return SandboxPage([SandboxView.of(r) for r in rows], total, limit, offset)
+
+    # ---- work inside a sandbox ---------------------------------------------------------
+
+    async def session(self, org_id: str, sandbox_id: str) -> SandboxSession:
+        """The live agent connection of a running sandbox of `org_id`; counts as activity."""
+        session = self._sessions.get(sandbox_id)
+        if session is None or session.closed or self._owners.get(sandbox_id) != org_id:
+            view = self.get(org_id, sandbox_id)
+            require_running(sandbox_id, view.status)
+            session = await self._reconnect(sandbox_id, org_id)
+        self.last_activity[sandbox_id] = time.monotonic()
+        return session
+
+    async def run_command(
+        self,
+        org_id: str,
+        sandbox_id: str,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> CommandOutcome:
+        session = await self.session(org_id, sandbox_id)
+        oom_before = self.runtime.usage(sandbox_id).oom_kills
+        result = await session.exec(
+            command, cwd=cwd, env=env, timeout=timeout or self._exec_timeout
+        )
+        if result.timed_out:
+            raise CommandTimeoutError(
+                f"command did not finish within {timeout or self._exec_timeout} s and was killed",
+                details={
+                    "stdout": result.stdout.decode(errors="replace"),
+                    "stderr": result.stderr.decode(errors="replace"),
+                },
+            )
+        oom_killed = (
+            result.signal == "SIGKILL" and self.runtime.usage(sandbox_id).oom_kills > oom_before
+        )
+        return CommandOutcome(
+            stdout=result.stdout,
+            stderr=result.stderr,
+            exit_code=result.exit_code,
+            signal=result.signal,
+            duration_ms=result.duration_ms,
+            oom_killed=oom_killed,
+        )
+
+    async def read_file(self, org_id: str, sandbox_id: str, path: str) -> AsyncIterator[bytes]:
+        """Chunks of a file; a missing file raises here, before any byte is promised."""
+        session = await self.session(org_id, sandbox_id)
+        chunks = session.read_file(path)
+        first = await anext(chunks, b"")
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield first
+            async for chunk in chunks:
+                yield chunk
+
+        return stream()
+
+    async def write_file(
+        self,
+        org_id: str,
+        sandbox_id: str,
+        path: str,
+        chunks: AsyncIterable[bytes],
+        mode: int | None = None,
+    ) -> dict[str, Any]:
+        session = await self.session(org_id, sandbox_id)
+        return await session.write_file(path, chunks, mode=mode)
+
+    def usage(self, org_id: str, sandbox_id: str) -> dict[str, int]:
+        view = self.get(org_id, sandbox_id)
+        require_running(sandbox_id, view.status)
+        u = self.runtime.usage(sandbox_id)
+        return {
+            "cpuNs": u.cpu_ns,
+            "memoryBytes": u.memory_bytes,
+            "memoryLimitBytes": u.memory_limit_bytes,
+            "pids": u.pids,
+            "oomKills": u.oom_kills,
+        }
+
+    # ---- start-up, supervision, shut-down ----------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Make the store and the host agree after a restart or crash.
+
+        Running sandboxes are adopted (their agent reconnected); rows whose sandbox
+        vanished become `error`; host leftovers with no live row are removed.
+        """
+        on_host = {r.sandbox_id: r.status for r in await self.runtime.list()}
+        with self.db.session() as s:
+            live = [(r.id, r.org_id, SandboxStatus(r.status)) for r in sandbox_rows.live(s)]
+        for sandbox_id, org_id, status in live:
+            host_status = on_host.pop(sandbox_id, RuntimeStatus.MISSING)
+            if status is SandboxStatus.RUNNING and host_status is RuntimeStatus.RUNNING:
+                try:
+                    await self._reconnect(sandbox_id, org_id)
+                    self.last_activity[sandbox_id] = time.monotonic()
+                    log.info("adopted running sandbox %s", sandbox_id)
+                    continue
+                except SandlotError as exc:
+                    reason = f"agent unreachable after restart: {exc.message}"
+            elif status is SandboxStatus.STOPPING:
+                await self.runtime.destroy(sandbox_id)
+                self._set_status(
+                    sandbox_id, SandboxStatus.TERMINATED, reason="destroyed", ended=True
+                )
+                continue
+            elif host_status is RuntimeStatus.MISSING:
+                reason = "sandbox vanished while the server was down"
+            else:
+                reason = f"sandbox was {status.value} but the runtime reports {host_status.value}"
+            await self.runtime.destroy(sandbox_id)
+            self._set_status(sandbox_id, SandboxStatus.ERROR, reason=reason, ended=True)
+            log.warning("sandbox %s: %s", sandbox_id, reason)
+        for leftover in on_host:
+            log.info("removing leftover sandbox %s", leftover)
+            await self.runtime.destroy(leftover)
+
+    async def supervise_once(self) -> None:
+        """Enforce lifetimes and notice sandboxes that died on their own."""
+        now = datetime.now(UTC)
+        with self.db.session() as s:
+            rows = [(r.id, r.org_id, r.status, r.expires_at) for r in sandbox_rows.live(s)]
+        for sandbox_id, org_id, status, expires_at in rows:
+            if expires_at is not None and expires_at <= now:
+                await self.destroy(org_id, sandbox_id, reason="timeout")
+                continue
+            session = self._sessions.get(sandbox_id)
+            lost_agent = status == SandboxStatus.RUNNING and (session is None or session.closed)
+            if lost_agent and await self.runtime.status(sandbox_id) is not RuntimeStatus.RUNNING:
+                await self._forget(sandbox_id)
+                await self.runtime.destroy(sandbox_id)
+                self._set_status(
+                    sandbox_id,
+                    SandboxStatus.ERROR,
+                    reason="sandbox stopped unexpectedly",
+                    ended=True,
+                )
+
+    async def close(self) -> None:
+        """Drop agent connections; sandboxes keep running and are adopted on next start."""
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
+        self._owners.clear()
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    async def _reconnect(self, sandbox_id: str, org_id: str) -> SandboxSession:
+        session = await self._connect(
+            self.runtime.agent_endpoint(sandbox_id), self._agent_connect_timeout
+        )
+        self._sessions[sandbox_id] = session
+        self._owners[sandbox_id] = org_id
+        return session
+
+    async def _forget(self, sandbox_id: str) -> None:
+        session = self._sessions.pop(sandbox_id, None)
+        self._owners.pop(sandbox_id, None)
+        self.last_activity.pop(sandbox_id, None)
+        if session is not None:
+            await session.close()
+
+    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(sandbox_id, asyncio.Lock())
+
+    def _set_status(
+        self,
+        sandbox_id: str,
+        status: SandboxStatus,
+        *,
+        reason: str | None = None,
+        started: bool = False,
+        ended: bool = False,
+    ) -> SandboxView:
+        with self.db.session() as s:
+            row = sandbox_rows.get(s, sandbox_id)
+            if row is None:
+                raise SandboxNotFoundError(f"sandbox {sandbox_id} does not exist")
+            check_transition(sandbox_id, SandboxStatus(row.status), status)
+            row.status = status.value
+            row.status_reason = reason
+            now = datetime.now(UTC)
+            if started:
+                row.started_at = now
+            if ended:
+                row.ended_at = now
+                self._locks.pop(sandbox_id, None)
+            view = SandboxView.of(row)
+        self._publish_status(view.org_id, sandbox_id, status, reason)
+        return view
+
+    def _publish_status(
+        self, org_id: str, sandbox_id: str, status: SandboxStatus, reason: str | None = None
+    ) -> None:
+        self.events.publish(
+            Event("status", sandbox_id, org_id, {"status": status.value, "reason": reason})
+        )

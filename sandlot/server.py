@@ -1,0 +1,97 @@
+"""The composition root: the one place that picks concrete backends and wires them up."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from sandlot.api.app import create_app
+from sandlot.config import Settings
+from sandlot.core.capacity import Capacity
+from sandlot.core.events import EventBus
+from sandlot.core.service import SandboxService
+from sandlot.errors import InvalidConfigError, TemplateNotFoundError
+from sandlot.runtime.agent_client import AgentClient
+from sandlot.runtime.base import Runtime
+from sandlot.runtime.oci import OciRuntime
+from sandlot.store import keys
+from sandlot.store.database import Database, migrate
+from sandlot.templates.builder import build_template
+from sandlot.templates.recipe import RECIPES
+from sandlot.templates.store import Template, TemplateStore
+
+ADMIN_ORG = "admin"
+
+
+def make_runtime(settings: Settings) -> Runtime:
+    if settings.runtime == "oci":
+        return OciRuntime(settings.data_dir, binary=settings.oci_binary)
+    raise InvalidConfigError(f"unknown runtime {settings.runtime!r}; available: oci")
+
+
+def open_database(settings: Settings) -> Database:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.db_url)
+    migrate(db.engine)
+    return db
+
+
+def ensure_admin_key(db: Database, key_file: Path) -> str | None:
+    """Create the admin organisation and key on first start; returns the new key, else None."""
+    with db.session() as s:
+        if keys.get_org_by_name(s, ADMIN_ORG) is not None:
+            return None
+        org = keys.create_org(s, ADMIN_ORG)
+        _, secret = keys.create_key(s, org.id, "admin")
+    key_file.touch(mode=0o600)
+    key_file.write_text(secret + "\n")
+    key_file.chmod(0o600)
+    return secret
+
+
+@dataclass
+class Server:
+    settings: Settings
+    db: Database
+    service: SandboxService
+    app: FastAPI
+
+
+def build_server(settings: Settings) -> Server:
+    db = open_database(settings)
+    runtime = make_runtime(settings)
+    service = SandboxService(
+        db=db,
+        runtime=runtime,
+        templates=template_store(settings),
+        events=EventBus(),
+        capacity=Capacity(settings.data_dir, settings.memory_overcommit),
+        connect=AgentClient.connect,
+        agent_connect_timeout=settings.agent_connect_timeout,
+        exec_timeout=settings.exec_timeout,
+    )
+    app = create_app(service, db, settings.supervisor_interval)
+    return Server(settings, db, service, app)
+
+
+def template_store(settings: Settings) -> TemplateStore:
+    return TemplateStore(settings.templates_path)
+
+
+def build_known_template(
+    settings: Settings, name: str, on_progress: Callable[[str], None]
+) -> Template:
+    """Build one of the recipes Sandlot ships, shifted for the configured runtime."""
+    recipe = RECIPES.get(name)
+    if recipe is None:
+        raise TemplateNotFoundError(
+            f"no recipe named {name!r}; known recipes: {', '.join(sorted(RECIPES))}",
+            details={"template": name},
+        )
+    runtime = make_runtime(settings)
+    return build_template(
+        recipe, template_store(settings), uid_offset=runtime.uid_offset, on_progress=on_progress
+    )

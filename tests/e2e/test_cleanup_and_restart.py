@@ -1,0 +1,85 @@
+"""Nothing leaks on destroy, and a server crash loses nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from sandlot import Sandbox, Sandlot
+from tests.conftest import ServerProcess
+
+
+def host_traces(sandbox_id: str, data_dir: Path) -> list[str]:
+    """Every kind of thing the host creates for a sandbox, wherever it is still found."""
+    traces = []
+    if sandbox_id in Path("/proc/self/mountinfo").read_text():
+        traces.append("mount")
+    traces += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/sandlot/{sandbox_id}")]
+    if (data_dir / "sandboxes" / sandbox_id).exists():
+        traces.append("directory")
+    for cgroup_file in Path("/proc").glob("[0-9]*/cgroup"):
+        try:
+            if f"/sandlot/{sandbox_id}" in cgroup_file.read_text():
+                traces.append(f"process {cgroup_file.parent.name}")
+        except OSError:
+            pass  # exited while we looked
+    runc = subprocess.run(
+        ["runc", "--root", str(data_dir / "runtime" / "runc"), "list", "-q"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    if sandbox_id in runc.split():
+        traces.append("runc state")
+    return traces
+
+
+def test_destroy_leaves_nothing_behind(client: Sandlot, server: ServerProcess) -> None:
+    sbx = Sandbox.create(client=client)
+    sbx.commands.run("sleep 1000 > /dev/null 2>&1 & echo started")
+    sbx.files.write("/workspace/x", "x")
+    assert host_traces(sbx.id, server.data_dir)  # the probe sees a live sandbox
+    sbx.kill()
+    assert host_traces(sbx.id, server.data_dir) == []
+    assert Sandbox.get(sbx.id, client=client).status == "terminated"
+
+
+def test_kill_9_server_then_restart_adopts_running_sandboxes(fresh_server: ServerProcess) -> None:
+    srv = fresh_server
+    with Sandlot(api_url=srv.url, api_key=srv.api_key) as client:
+        keep = Sandbox.create(client=client)
+        keep.files.write("/workspace/state.txt", "before crash")
+        keep.commands.run("sleep 1000 > /dev/null 2>&1 &")
+        doomed = Sandbox.create(client=client)
+    srv.stop(signal.SIGKILL)
+    # While the server is down, one sandbox dies behind its back.
+    runc = ["runc", "--root", str(srv.data_dir / "runtime" / "runc")]
+    subprocess.run([*runc, "kill", doomed.id, "KILL"], check=True)
+    srv.start()
+    with Sandlot(api_url=srv.url, api_key=srv.api_key) as client:
+        survivor = Sandbox.get(keep.id, client=client)
+        assert survivor.status == "running"
+        assert survivor.files.read("/workspace/state.txt") == "before crash"
+        assert "sleep" in survivor.commands.run("ps -eo comm").stdout
+        lost = Sandbox.get(doomed.id, client=client)
+        assert lost.status == "error" and lost.info.status_reason
+        assert host_traces(doomed.id, srv.data_dir) == []
+        survivor.kill()
+        assert host_traces(keep.id, srv.data_dir) == []
+
+
+def test_graceful_restart_keeps_sandboxes(fresh_server: ServerProcess) -> None:
+    srv = fresh_server
+    headers = {"X-API-Key": srv.api_key}
+    created = httpx.post(f"{srv.url}/v1/sandboxes", json={}, headers=headers, timeout=60).json()
+    srv.stop(signal.SIGTERM)
+    srv.start()
+    r = httpx.post(
+        f"{srv.url}/v1/sandboxes/{created['data']['id']}/exec",
+        json={"command": "echo still here"},
+        headers=headers,
+        timeout=60,
+    )
+    assert r.json()["data"]["stdout"] == "still here\n"

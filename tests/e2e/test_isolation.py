@@ -1,0 +1,88 @@
+"""The boundaries between a sandbox and its host, each asserted by a failing attempt."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sandlot import Sandbox, Sandlot
+from tests.conftest import ServerProcess
+
+
+def test_host_files_are_not_visible(sandbox: Sandbox, server: ServerProcess) -> None:
+    marker = server.data_dir / "host-secret.txt"
+    marker.write_text("host secret")
+    r = sandbox.commands.run(
+        f"cat {marker}; cat /proc/1/root{marker}; ls {server.data_dir}; "
+        "grep -c 'host secret' -r /etc"
+    )
+    assert "host secret" not in r.stdout
+    assert "No such file or directory" in r.stderr
+
+
+def test_host_processes_are_not_visible(sandbox: Sandbox, server: ServerProcess) -> None:
+    assert server.proc is not None
+    r = sandbox.commands.run("ls /proc | grep -E '^[0-9]+$'")
+    pids = {int(p) for p in r.stdout.split()}
+    assert 1 in pids and len(pids) < 20, pids
+    comm = sandbox.commands.run("cat /proc/1/cmdline | tr '\\0' ' '").stdout
+    assert "agent" in comm  # PID 1 is the sandbox's own agent, not the host's init
+    r = sandbox.commands.run(f"kill -0 {server.proc.pid}")
+    assert r.exit_code != 0
+
+
+def test_api_port_unreachable(sandbox: Sandbox, server: ServerProcess) -> None:
+    r = sandbox.commands.run(f"curl -sS -m 3 {server.url}/health", timeout=20)
+    assert r.exit_code != 0 and "ok" not in r.stdout
+    # Only loopback exists in the sandbox's own network namespace.
+    ifaces = sandbox.commands.run("cat /proc/net/dev | tail -n +3 | cut -d: -f1").stdout.split()
+    assert ifaces == ["lo"]
+
+
+def test_root_inside_is_not_root_outside(sandbox: Sandbox, server: ServerProcess) -> None:
+    r = sandbox.commands.run("id -u; cat /proc/self/uid_map; touch /made-inside")
+    lines = r.stdout.split("\n")
+    assert lines[0] == "0"
+    inside, outside, _size = lines[1].split()
+    assert inside == "0" and int(outside) >= 100000
+    upper = server.data_dir / "sandboxes" / sandbox.id / "upper" / "made-inside"
+    assert upper.stat().st_uid == int(outside)
+    # The host's root-owned files stay out of reach even where the sandbox can see them.
+    assert sandbox.commands.run("echo x > /proc/sys/kernel/hostname").exit_code != 0
+
+
+def test_privileged_operations_are_refused(sandbox: Sandbox) -> None:
+    checks = {
+        "mount -t tmpfs none /mnt": "mount",
+        "unshare -U true": "new user namespace",
+        "python3 -c 'import socket as s; s.socket(s.AF_PACKET, s.SOCK_RAW)'": "raw socket",
+        "mknod /tmp/sda b 8 0": "device node",
+        "date -s '2000-01-01'": "clock change",
+        "cat /dev/kmsg": "kernel log",
+    }
+    for command, what in checks.items():
+        r = sandbox.commands.run(command)
+        assert r.exit_code != 0, f"{what} was allowed: {r.stdout} {r.stderr}"
+
+
+def test_sandboxes_cannot_see_each_other(client: Sandlot) -> None:
+    with Sandbox.create(client=client) as a, Sandbox.create(client=client) as b:
+        a.files.write("/workspace/mine", "a")
+        assert not b.files.exists("/workspace/mine")
+        a.commands.run("sleep 300 > /dev/null 2>&1 &")
+        r = b.commands.run("ps -eo comm")
+        assert "sleep" not in r.stdout
+
+
+def test_hostname_change_does_not_leak(sandbox: Sandbox) -> None:
+    before = os.uname().nodename
+    sandbox.commands.run("hostname evil || true")
+    assert os.uname().nodename == before
+
+
+def test_host_path_absent_after_escape_attempts(sandbox: Sandbox) -> None:
+    probe = Path("/etc/sandlot-escape-probe")
+    sandbox.commands.run(
+        "echo pwned > /etc/sandlot-escape-probe; echo pwned > /proc/1/root/../../etc/x"
+    )
+    assert not probe.exists()

@@ -1,0 +1,42 @@
+"""cgroup limits take effect: CPUs, memory, pids."""
+
+from __future__ import annotations
+
+from sandlot import Sandbox, Sandlot
+
+
+def test_vcpus_visible_to_nproc(client: Sandlot) -> None:
+    with Sandbox.create(resources={"vcpus": 1}, client=client) as sbx:
+        assert sbx.commands.run("nproc").stdout.strip() == "1"
+        quota = sbx.commands.run("python3 -c 'import os; print(len(os.sched_getaffinity(0)))'")
+        assert quota.stdout.strip() == "1"
+
+
+def test_memory_hog_is_killed_and_reported(client: Sandlot) -> None:
+    with Sandbox.create(resources={"memory_mb": 256}, client=client) as sbx:
+        r = sbx.commands.run("python3 -c 'b = bytearray(400 * 1024 * 1024); print(len(b))'")
+        assert r.exit_code is None and r.signal == "SIGKILL"
+        assert r.oom_killed
+        usage = sbx.usage()
+        assert usage.oom_kills >= 1 and usage.memory_limit_bytes == 256 * 1024 * 1024
+        # The sandbox survives its hog.
+        assert sbx.commands.run("echo alive").stdout == "alive\n"
+
+
+def test_fork_bomb_is_contained(client: Sandlot) -> None:
+    bomb = (
+        "import os\n"
+        "n = 0\n"
+        "try:\n"
+        "    while True:\n"
+        "        os.posix_spawn('/bin/sleep', ['sleep', '60'], os.environ)\n"
+        "        n += 1\n"
+        "except OSError as e:\n"
+        "    print(n, e.errno)\n"
+    )
+    with Sandbox.create(resources={"memory_mb": 2048}, client=client) as sbx:
+        sbx.files.write("/tmp/bomb.py", bomb)
+        r = sbx.commands.run("python3 /tmp/bomb.py", timeout=120)
+        count, errno = r.stdout.split()
+        assert 1000 < int(count) < 4096 and errno == "11"  # EAGAIN from the pids controller
+        assert sbx.commands.run("pkill sleep; echo ok", timeout=60).stdout.strip() == "ok"
