@@ -9,7 +9,7 @@ import pytest
 
 from sandlot.store import keys
 from sandlot.store.database import Database
-from tests.conftest import ServerProcess
+from sandlot.testing import ServerProcess
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 
 from sandlot import Sandbox, Sandlot
-from tests.conftest import ServerProcess
+from sandlot.testing import ServerProcess
 
 
 def host_traces(sandbox_id: str, data_dir: Path) -> list[str]:

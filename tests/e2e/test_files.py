@@ -10,7 +10,7 @@ import pytest
 
 from sandlot import Sandbox
 from sandlot.errors import FileExistsInSandboxError, FileNotFoundInSandboxError, FileOperationError
-from tests.conftest import ServerProcess
+from sandlot.testing import ServerProcess
 
 
 def test_write_read_text_and_bytes(sandbox: Sandbox) -> None:

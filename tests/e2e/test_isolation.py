@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from sandlot import Sandbox, Sandlot
-from tests.conftest import ServerProcess
+from sandlot.testing import ServerProcess
 
 
 def test_host_files_are_not_visible(sandbox: Sandbox, server: ServerProcess) -> None:

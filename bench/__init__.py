@@ -1,0 +1,1 @@
+"""Benchmarks: Sandlot's figures beside the raw primitives they are built on."""

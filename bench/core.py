@@ -1,0 +1,152 @@
+"""Core figures: create-to-first-command, exec round trip, file throughput.
+
+Each Sandlot figure is printed beside the raw primitive measured in the same run:
+create-to-first-command against a bare `runc run` + `runc exec true` of the same
+template rootfs (same overlay, same OCI config, agent replaced by `sleep`), the exec
+round trip against a local `subprocess.run(["true"])`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.stats import print_row, summary
+from sandlot import Sandbox, Sandlot
+from sandlot.runtime.bundle import USERNS_HOST_BASE, oci_config
+from sandlot.runtime.mounts import mount_overlay, unmount
+from sandlot.runtime.oci import AGENT_DIR
+from sandlot.runtime.spec import Resources, SandboxSpec
+from sandlot.templates.store import TemplateStore
+from sandlot.testing import TEMPLATE_DIR, ServerProcess, ensure_base_template
+
+
+def bare_runc_first_exec(work: Path, rootfs: Path, n: int) -> float:
+    """ms from nothing to the first `runc exec true` returning, for one container."""
+    bundle = work / f"bare{n}"
+    for name in ("upper", "work", "rootfs", "run"):
+        (bundle / name).mkdir(parents=True)
+    os.chown(bundle / "upper", USERNS_HOST_BASE, USERNS_HOST_BASE)
+    spec = SandboxSpec(f"bench-{n}", rootfs, Resources(1, 512, 1024))
+    config = oci_config(spec, agent_dir=AGENT_DIR, run_dir=bundle / "run")
+    config["process"]["args"] = ["sleep", "infinity"]
+    config["process"]["cwd"] = "/"
+    (bundle / "config.json").write_text(json.dumps(config))
+    runc = ["runc", "--root", str(work / "state")]
+    start = time.perf_counter()
+    mount_overlay(rootfs, bundle / "upper", bundle / "work", bundle / "rootfs")
+    subprocess.run(
+        [*runc, "run", "--detach", "--bundle", str(bundle), spec.sandbox_id],
+        check=True,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    subprocess.run([*runc, "exec", spec.sandbox_id, "true"], check=True)
+    elapsed = (time.perf_counter() - start) * 1000
+    subprocess.run([*runc, "delete", "--force", spec.sandbox_id], check=True)
+    unmount(bundle / "rootfs")
+    return elapsed
+
+
+def timed_ms(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1000
+
+
+class Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        self.left = size
+        self.block = b"\xa5" * (1 << 20)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self.left, len(self.block))
+        buffer[:n] = self.block[:n]
+        self.left -= n
+        return n
+
+
+class Sink(io.RawIOBase):
+    def __init__(self) -> None:
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        self.size += len(data)
+        return len(data)
+
+
+def run(runs: int, file_mib: int) -> None:
+    ensure_base_template()
+    rootfs = TemplateStore(TEMPLATE_DIR).get("base").rootfs
+    with tempfile.TemporaryDirectory(prefix="sandlot-bench-") as tmp:
+        work = Path(tmp)
+        (work / "data").mkdir()
+        server = ServerProcess(work / "data")
+        server.start()
+        try:
+            with Sandlot(api_url=server.url, api_key=server.api_key) as client:
+                measure(client, work, rootfs, runs, file_mib)
+        finally:
+            server.destroy_all()
+            server.stop()
+
+
+def measure(client: Sandlot, work: Path, rootfs: Path, runs: int, file_mib: int) -> None:
+    print(f"Sandlot core benchmark: {runs} runs, rootfs {rootfs}")
+    # Warm both paths once so page cache and imports do not count against either.
+    bare_runc_first_exec(work, rootfs, -1)
+    Sandbox.create(client=client).kill()
+
+    bare, ours = [], []
+    for i in range(runs):
+        bare.append(bare_runc_first_exec(work, rootfs, i))
+        start = time.perf_counter()
+        sbx = Sandbox.create(client=client)
+        sbx.commands.run("true")
+        ours.append((time.perf_counter() - start) * 1000)
+        sbx.kill()
+    print_row("create -> first command (SDK)", ours, bare, "runc run + runc exec")
+
+    with Sandbox.create(client=client) as sbx:
+        local = [timed_ms(lambda: subprocess.run(["true"], check=True)) for _ in range(runs * 5)]
+        remote = [timed_ms(lambda: sbx.commands.run("true")) for _ in range(runs * 5)]
+        print_row("exec round trip `true` (SDK)", remote, local, "local subprocess.run")
+
+        size = file_mib * 1024 * 1024
+        up = timed_ms(lambda: sbx.files.upload("/workspace/bench.bin", Zeros(size)))
+        sink = Sink()
+        down = timed_ms(lambda: sbx.files.download("/workspace/bench.bin", sink))
+        assert sink.size == size
+        disk = local_disk_write_ms(work, size)
+        mbps = [size / ms / 1000 for ms in (up, down, disk)]
+        print(
+            f"{file_mib} MiB upload {mbps[0]:7.1f} MB/s, download {mbps[1]:7.1f} MB/s"
+            f" | local disk write {mbps[2]:7.1f} MB/s"
+        )
+    p50, _ = summary(ours)
+    print(f"summary: create->first command p50 {p50:.1f} ms; exec p50 {summary(remote)[0]:.2f} ms")
+
+
+def local_disk_write_ms(work: Path, size: int) -> float:
+    block = b"\xa5" * (1 << 20)
+    path = work / "disk.bin"
+    start = time.perf_counter()
+    with path.open("wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block)
+    elapsed = (time.perf_counter() - start) * 1000
+    path.unlink()
+    return elapsed
