@@ -9,23 +9,6 @@ from typing import Annotated
 
 import typer
 
-DEFAULT_CREDENTIALS = Path("~/.config/sandlot/credentials")
-
-
-def credentials_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME")
-    return Path(base) / "sandlot" / "credentials" if base else DEFAULT_CREDENTIALS.expanduser()
-
-
-def write_credentials(api_url: str, api_key: str) -> Path:
-    """Let the SDK and CLI on this machine find the local server without configuration."""
-    path = credentials_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(f'api_url = "{api_url}"\napi_key = "{api_key}"\n')
-    return path
-
 
 def serve(
     host: Annotated[
@@ -43,12 +26,13 @@ def serve(
 
     from sandlot.cli.template import build_with_progress
     from sandlot.config import Settings
+    from sandlot.sdk import save_credentials
     from sandlot.server import build_server, ensure_admin_key, template_store
 
     console = Console(stderr=True)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    overrides = {"host": host, "port": port, "data_dir": data_dir}
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    overrides: dict[str, object] = {"host": host, "port": port, "data_dir": data_dir}
+    settings = Settings.model_validate({k: v for k, v in overrides.items() if v is not None})
     if os.geteuid() != 0:
         console.print(
             "[red]sandlot serve must run as root[/] (it creates namespaces, mounts and cgroups)"
@@ -68,7 +52,7 @@ def serve(
         )
         console.print(f"It is also in {key_file} (mode 0600).")
     if key_file.is_file():
-        creds = write_credentials(api_url, key_file.read_text().strip())
+        creds = save_credentials(api_url, key_file.read_text().strip())
         console.print(f"Local SDK and CLI credentials: {creds}")
     console.print(f"Sandlot listening on {api_url}")
     uvicorn.run(

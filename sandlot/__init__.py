@@ -1,0 +1,94 @@
+"""Sandlot: self-hosted sandboxes for running untrusted code.
+
+    from sandlot import Sandbox
+
+    with Sandbox.create() as sbx:
+        print(sbx.commands.run("echo hello").stdout)
+
+The SDK classes load on first use, so importing `sandlot` (or the stdlib-only agent
+that runs inside sandboxes, `sandlot.agent`) does not pull in httpx or pydantic.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from sandlot.errors import (
+    AuthenticationError,
+    CommandTimeoutError,
+    FileExistsInSandboxError,
+    FileNotFoundInSandboxError,
+    FileOperationError,
+    InternalError,
+    InvalidConfigError,
+    InvalidStateError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ResourceExhaustedError,
+    SandboxNotFoundError,
+    SandboxUnavailableError,
+    SandlotError,
+    TemplateNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from sandlot.sdk import (
+        AsyncSandbox,
+        AsyncSandlot,
+        CommandResult,
+        EntryInfo,
+        Sandbox,
+        SandboxInfo,
+        Sandlot,
+    )
+
+__version__ = "0.1.0"
+
+_SDK_NAMES = frozenset(
+    {
+        "AsyncSandbox",
+        "AsyncSandlot",
+        "CommandResult",
+        "EntryInfo",
+        "Sandbox",
+        "SandboxInfo",
+        "Sandlot",
+    }
+)
+
+__all__ = [
+    "AsyncSandbox",
+    "AsyncSandlot",
+    "AuthenticationError",
+    "CommandResult",
+    "CommandTimeoutError",
+    "EntryInfo",
+    "FileExistsInSandboxError",
+    "FileNotFoundInSandboxError",
+    "FileOperationError",
+    "InternalError",
+    "InvalidConfigError",
+    "InvalidStateError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "ResourceExhaustedError",
+    "Sandbox",
+    "SandboxInfo",
+    "SandboxNotFoundError",
+    "SandboxUnavailableError",
+    "Sandlot",
+    "SandlotError",
+    "TemplateNotFoundError",
+    "__version__",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SDK_NAMES:
+        value = getattr(importlib.import_module("sandlot.sdk"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sandlot' has no attribute {name!r}")

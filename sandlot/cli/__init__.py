@@ -1,0 +1,1 @@
+"""The `sandlot` command line, built on the SDK (`sandlot.sdk`) for everything remote."""

@@ -1,0 +1,51 @@
+"""The `sandlot` command: the root of every subcommand."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from sandlot import __version__
+from sandlot.cli.connection import ApiKey, ApiUrl, GlobalOptions
+from sandlot.cli.doctor import doctor
+from sandlot.cli.sandbox import sandbox_app
+from sandlot.cli.serve import serve
+from sandlot.cli.template import template_app
+
+app = typer.Typer(
+    rich_markup_mode="markdown",
+    no_args_is_help=True,
+    help="Sandlot: isolated Linux sandboxes on your own machines.",
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"sandlot {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", help="Print the version and exit.", callback=_print_version),
+    ] = False,
+) -> None:
+    """Sandlot: isolated Linux sandboxes on your own machines."""
+    ctx.obj = GlobalOptions(api_url=api_url, api_key=api_key)
+
+
+app.add_typer(sandbox_app, name="sandbox")
+app.command("serve")(serve)
+app.add_typer(template_app, name="template")
+app.command("doctor")(doctor)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,140 @@
+"""The typed values the SDK hands back, mirroring the API's schema.
+
+Fields are snake_case in Python and camelCase on the wire; unknown fields from a newer
+server are ignored so an older SDK keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal, TypedDict
+
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic.alias_generators import to_camel
+
+from sandlot.errors import InvalidConfigError
+
+SandboxStatus = Literal["creating", "running", "paused", "stopping", "terminated", "error"]
+EntryType = Literal["file", "dir", "symlink", "other"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        extra="ignore",
+    )
+
+    def to_api(self) -> dict[str, Any]:
+        """The JSON object the API would send for this value (camelCase keys)."""
+        return self.model_dump(mode="json", by_alias=True)
+
+
+class Resources(_Model):
+    """What a sandbox was given; memory and disk in MiB."""
+
+    vcpus: int
+    memory_mb: int
+    disk_mb: int | None = None
+
+
+class SandboxInfo(_Model):
+    id: str
+    status: SandboxStatus
+    template: str
+    resources: Resources
+    env: dict[str, str] = {}
+    metadata: dict[str, str] = {}
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    status_reason: str | None = None
+    idle_timeout: int | None = None
+    timeout: int | None = None
+    expires_at: datetime | None = None
+
+
+class CommandResult(_Model):
+    """How a command ended. A non-zero exit code is a result, not an error.
+
+    `exit_code` is `None` when a signal ended the command; `signal` then names it.
+    """
+
+    stdout: str
+    stderr: str
+    exit_code: int | None
+    signal: str | None = None
+    duration_ms: float
+    oom_killed: bool = False
+
+
+class EntryInfo(_Model):
+    """A file, directory or symlink inside a sandbox; `mode` holds the permission bits."""
+
+    name: str
+    path: str
+    type: EntryType
+    size: int
+    mode: int
+    mtime: datetime
+    symlink_target: str | None = None
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _fold_special_types(cls, value: object) -> object:
+        # Sockets, fifos and devices show up under /dev and /run; listing those
+        # directories must not fail because of them.
+        if isinstance(value, str) and value not in ("file", "dir", "symlink"):
+            return "other"
+        return value
+
+
+class SandboxUsage(_Model):
+    """A reading of the sandbox's cgroup: CPU time, memory against its limit, pids, OOM kills."""
+
+    cpu_ns: int
+    memory_bytes: int
+    memory_limit_bytes: int
+    pids: int
+    oom_kills: int
+
+
+class ServerHealth(_Model):
+    status: str
+    version: str | None = None
+
+
+class ResourceSpec(TypedDict, total=False):
+    """What a sandbox asks for: `memory`/`disk` take sizes such as "4GB"."""
+
+    vcpus: int
+    memory_mb: int
+    memory: str
+    disk_mb: int
+    disk: str
+
+
+_RESOURCE_WIRE_NAMES = {
+    "vcpus": "vcpus",
+    "memory_mb": "memoryMb",
+    "memory": "memory",
+    "disk_mb": "diskMb",
+    "disk": "disk",
+}
+
+
+def resources_to_api(resources: ResourceSpec | Mapping[str, object] | None) -> dict[str, object]:
+    """Translate a resources request to the API's camelCase; camelCase keys pass as they are."""
+    if resources is None:
+        return {}
+    accepted = {**_RESOURCE_WIRE_NAMES, **{wire: wire for wire in _RESOURCE_WIRE_NAMES.values()}}
+    unknown = sorted(key for key in resources if key not in accepted)
+    if unknown:
+        raise InvalidConfigError(
+            f"unknown resource {', '.join(map(repr, unknown))}; "
+            f"accepted: {', '.join(_RESOURCE_WIRE_NAMES)}",
+            details={"unknown": unknown},
+        )
+    return {accepted[key]: value for key, value in resources.items() if value is not None}
