@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -19,28 +20,33 @@ from pathlib import Path
 
 from bench.stats import print_row, summary
 from sandlot import Sandbox, Sandlot
-from sandlot.runtime.bundle import USERNS_HOST_BASE, oci_config
+from sandlot.runtime.bundle import oci_config
 from sandlot.runtime.mounts import mount_overlay, unmount
-from sandlot.runtime.oci import AGENT_DIR
+from sandlot.runtime.oci import OciRuntime
 from sandlot.runtime.spec import Resources, SandboxSpec
 from sandlot.templates.store import TemplateStore
 from sandlot.testing import TEMPLATE_DIR, ServerProcess, ensure_base_template
 
 
-def bare_runc_first_exec(work: Path, rootfs: Path, n: int) -> float:
-    """ms from nothing to the first `runc exec true` returning, for one container."""
-    bundle = work / f"bare{n}"
-    for name in ("upper", "work", "rootfs", "run"):
-        (bundle / name).mkdir(parents=True)
-    os.chown(bundle / "upper", USERNS_HOST_BASE, USERNS_HOST_BASE)
+def bare_runc_first_exec(runtime: OciRuntime, rootfs: Path, n: int) -> float:
+    """ms from nothing to the first `runc exec true` returning, for one container.
+
+    The same overlay, OCI config and directories as a sandbox, with `sleep` in place of
+    the agent: what runc alone costs.
+    """
     spec = SandboxSpec(f"bench-{n}", rootfs, Resources(1, 512, 1024))
-    config = oci_config(spec, agent_dir=AGENT_DIR, run_dir=bundle / "run")
+    bundle, disk = runtime.bundle_dir(spec.sandbox_id), runtime.disk_dir(spec.sandbox_id)
+    for path in (disk / "upper", disk / "work", bundle / "rootfs", bundle / "run"):
+        path.mkdir(parents=True)
+    os.chown(disk / "upper", runtime.uid_offset, runtime.uid_offset)
+    bundle.chmod(0o711)
+    config = oci_config(spec, agent_dir=runtime.agent_dir, run_dir=bundle / "run")
     config["process"]["args"] = ["sleep", "infinity"]
     config["process"]["cwd"] = "/"
     (bundle / "config.json").write_text(json.dumps(config))
-    runc = ["runc", "--root", str(work / "state")]
+    runc = ["runc", "--root", str(runtime.state_root)]
     start = time.perf_counter()
-    mount_overlay(rootfs, bundle / "upper", bundle / "work", bundle / "rootfs")
+    mount_overlay(rootfs, disk / "upper", disk / "work", bundle / "rootfs")
     subprocess.run(
         [*runc, "run", "--detach", "--bundle", str(bundle), spec.sandbox_id],
         check=True,
@@ -52,6 +58,8 @@ def bare_runc_first_exec(work: Path, rootfs: Path, n: int) -> float:
     elapsed = (time.perf_counter() - start) * 1000
     subprocess.run([*runc, "delete", "--force", spec.sandbox_id], check=True)
     unmount(bundle / "rootfs")
+    shutil.rmtree(bundle)
+    shutil.rmtree(disk)
     return elapsed
 
 
@@ -106,13 +114,14 @@ def run(runs: int, file_mib: int) -> None:
 
 def measure(client: Sandlot, work: Path, rootfs: Path, runs: int, file_mib: int) -> None:
     print(f"Sandlot core benchmark: {runs} runs, rootfs {rootfs}")
+    runtime = OciRuntime(work / "bare")
     # Warm both paths once so page cache and imports do not count against either.
-    bare_runc_first_exec(work, rootfs, -1)
+    bare_runc_first_exec(runtime, rootfs, -1)
     Sandbox.create(client=client).kill()
 
     bare, ours = [], []
     for i in range(runs):
-        bare.append(bare_runc_first_exec(work, rootfs, i))
+        bare.append(bare_runc_first_exec(runtime, rootfs, i))
         start = time.perf_counter()
         sbx = Sandbox.create(client=client)
         sbx.commands.run("true")

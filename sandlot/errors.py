@@ -127,8 +127,18 @@ class SandboxUnavailableError(SandlotError):
 
 
 class CommandTimeoutError(SandlotError):
+    """A command ran past its timeout and was killed; the output it made so far is kept."""
+
     code = "SANDBOX_TIMEOUT"
     status = 504
+
+    @property
+    def stdout(self) -> str:
+        return str(self.details.get("stdout", ""))
+
+    @property
+    def stderr(self) -> str:
+        return str(self.details.get("stderr", ""))
 
 
 class InternalError(SandlotError):

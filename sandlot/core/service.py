@@ -143,7 +143,7 @@ class SandboxService:
                 )
             return SandboxView.of(row)
 
-    def list(
+    def list_sandboxes(
         self,
         org_id: str,
         *,

@@ -11,12 +11,18 @@ from typing import Any, Protocol
 
 
 class ExecResultLike(Protocol):
-    stdout: bytes
-    stderr: bytes
-    exit_code: int | None
-    signal: str | None
-    duration_ms: float
-    timed_out: bool
+    @property
+    def stdout(self) -> bytes: ...
+    @property
+    def stderr(self) -> bytes: ...
+    @property
+    def exit_code(self) -> int | None: ...
+    @property
+    def signal(self) -> str | None: ...
+    @property
+    def duration_ms(self) -> float: ...
+    @property
+    def timed_out(self) -> bool: ...
 
 
 class SandboxSession(Protocol):

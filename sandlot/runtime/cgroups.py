@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import os
+import signal
+import time
 from pathlib import Path
 
 from sandlot.runtime.spec import SandboxUsage
@@ -58,6 +63,31 @@ def read_usage(relative: str) -> SandboxUsage:
         pids=_read_int(CGROUP_ROOT / "pids" / rel / "pids.current"),
         oom_kills=_read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
     )
+
+
+def cgroup_pids(relative: str) -> set[int]:
+    found: set[int] = set()
+    for d in cgroup_dirs(relative):
+        for procs in (d, *(p for p in d.rglob("*") if p.is_dir())):
+            with contextlib.suppress(OSError):
+                found.update(int(pid) for pid in (procs / "cgroup.procs").read_text().split())
+    return found
+
+
+async def kill_cgroup(relative: str, timeout: float = 5.0) -> None:
+    """SIGKILL whatever is left in the cgroup and wait until it is empty.
+
+    A pid namespace dies with its init, but the kernel reaps the rest asynchronously;
+    removing the cgroup before they are gone fails with EBUSY.
+    """
+    deadline = time.monotonic() + timeout
+    while pids := cgroup_pids(relative):
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"processes {sorted(pids)} of {relative} did not exit")
+        await asyncio.sleep(0.005)
 
 
 def remove_cgroup(relative: str) -> None:

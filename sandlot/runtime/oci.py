@@ -5,28 +5,48 @@ are moved by hand and cannot checkpoint, while runc works as installed and check
 through CRIU. The exec hot path never touches the OCI runtime (the agent serves it), so
 crun's faster `exec` buys nothing here.
 
-Layout per sandbox under DATA_DIR/sandboxes/ID: `upper/` and `work/` (the overlay's
-writable layer), `rootfs/` (the overlay mount), `run/` (bind-mounted at /.sandlot/run,
-holds the agent socket), `config.json`, `runc.log`.
+Two places per sandbox. Its disk, `DATA_DIR/sandboxes/ID/{upper,work}` (the overlay's
+writable layer), persists. Everything ephemeral lives under `/run/sandlot/KEY/` (KEY
+names the data directory, so several servers can share a host): the runc state, a copy
+of the agent with its bytecode, and per sandbox `ID/rootfs` (the overlay mount),
+`ID/run` (bind-mounted at /.sandlot/run, holds the agent socket), `ID/config.json` and
+`ID/runc.log`. The split is forced by the user namespace: runc resolves the rootfs and
+bind-mount sources as the sandbox's root, which may not traverse a private data
+directory (pytest's are mode 0700), while every directory up to /run/sandlot/KEY/ID is
+0711.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import compileall
+import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import sandlot.agent
 from sandlot.runtime.base import BackendError, RuntimeSandbox, RuntimeStatus
 from sandlot.runtime.bundle import USERNS_HOST_BASE, cgroups_path, oci_config
-from sandlot.runtime.cgroups import read_usage, remove_cgroup
+from sandlot.runtime.cgroups import kill_cgroup, read_usage, remove_cgroup
 from sandlot.runtime.mounts import mount_overlay, mounts_under, unmount
+from sandlot.runtime.reaping import become_subreaper, reap
 from sandlot.runtime.spec import SandboxSpec, SandboxUsage
 
 AGENT_DIR = Path(sandlot.agent.__file__).parent
+RUN_BASE = Path("/run/sandlot")
+
+
+def run_root_for(data_dir: Path) -> Path:
+    """The ephemeral directory of the server that keeps its state in `data_dir`."""
+    key = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:12]
+    return RUN_BASE / key
+
+
+def state_root_for(data_dir: Path, binary: str = "runc") -> Path:
+    return run_root_for(data_dir) / binary
 
 
 class OciRuntime:
@@ -35,13 +55,45 @@ class OciRuntime:
 
     def __init__(self, data_dir: Path, binary: str = "runc") -> None:
         self.binary = binary
-        self.state_root = data_dir / "runtime" / binary
-        self.sandboxes_root = data_dir / "sandboxes"
-        self.state_root.mkdir(parents=True, exist_ok=True)
-        self.sandboxes_root.mkdir(parents=True, exist_ok=True)
+        self.run_root = run_root_for(data_dir)
+        self.state_root = state_root_for(data_dir, binary)
+        self.disks_root = data_dir / "sandboxes"
+        for path in (RUN_BASE, self.run_root):
+            path.mkdir(mode=0o711, exist_ok=True)
+            path.chmod(0o711)
+        self.state_root.mkdir(mode=0o700, exist_ok=True)
+        self.disks_root.mkdir(parents=True, exist_ok=True)
+        self.agent_dir = self._install_agent()
+        become_subreaper()
+
+    def _install_agent(self) -> Path:
+        """A copy of the agent that sandboxes can reach, with bytecode ready.
+
+        Sandboxes run it read-only with -B, so without the bytecode made here each would
+        compile the agent again at start. Copies are named by content and never
+        replaced: running sandboxes keep the version they started with mounted.
+        """
+        sources = sorted(AGENT_DIR.glob("*.py"))
+        digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources))
+        target = self.run_root / f"agent-{digest.hexdigest()[:12]}"
+        if target.is_dir():
+            return target
+        staging = self.run_root / f".agent-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o755)
+        for source in sources:
+            shutil.copy2(source, staging / source.name)
+        compileall.compile_dir(staging, quiet=1)
+        for path in staging.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        staging.rename(target)
+        return target
 
     def bundle_dir(self, sandbox_id: str) -> Path:
-        return self.sandboxes_root / sandbox_id
+        return self.run_root / sandbox_id
+
+    def disk_dir(self, sandbox_id: str) -> Path:
+        return self.disks_root / sandbox_id
 
     def agent_endpoint(self, sandbox_id: str) -> Path:
         return self.bundle_dir(sandbox_id) / "run" / "agent.sock"
@@ -71,14 +123,16 @@ class OciRuntime:
             raise
 
     def _prepare_bundle(self, bundle: Path, spec: SandboxSpec) -> None:
-        bundle.mkdir(parents=True)
-        for name in ("upper", "work", "rootfs", "run"):
-            (bundle / name).mkdir()
+        disk = self.disk_dir(spec.sandbox_id)
+        bundle.mkdir(mode=0o711)
+        disk.mkdir(mode=0o700)
+        for path in (disk / "upper", disk / "work", bundle / "rootfs", bundle / "run"):
+            path.mkdir()
         # Root inside owns its writable layer and the agent's socket directory.
-        for name in ("upper", "run"):
-            os.chown(bundle / name, self.uid_offset, self.uid_offset)
-        mount_overlay(spec.rootfs, bundle / "upper", bundle / "work", bundle / "rootfs")
-        config = oci_config(spec, agent_dir=AGENT_DIR, run_dir=bundle / "run")
+        for path in (disk / "upper", bundle / "run"):
+            os.chown(path, self.uid_offset, self.uid_offset)
+        mount_overlay(spec.rootfs, disk / "upper", disk / "work", bundle / "rootfs")
+        config = oci_config(spec, agent_dir=self.agent_dir, run_dir=bundle / "run")
         (bundle / "config.json").write_text(json.dumps(config))
 
     async def _start(self, bundle: Path, sandbox_id: str) -> None:
@@ -105,25 +159,34 @@ class OciRuntime:
             raise BackendError(f"{self.binary} run failed for {sandbox_id}: {log}")
 
     async def destroy(self, sandbox_id: str) -> None:
+        init_pid = await self._init_pid(sandbox_id)
         await self._runc("delete", "--force", sandbox_id, check=False)
+        await kill_cgroup(cgroups_path(sandbox_id))
+        if init_pid is not None:
+            await reap(init_pid)
         bundle = self.bundle_dir(sandbox_id)
         for point in mounts_under(bundle):
             unmount(point)
-        # A cgroup still draining refuses removal; the next reconciliation retries.
-        with contextlib.suppress(OSError):
-            remove_cgroup(cgroups_path(sandbox_id))
+        remove_cgroup(cgroups_path(sandbox_id))
         shutil.rmtree(bundle, ignore_errors=True)
+        shutil.rmtree(self.disk_dir(sandbox_id), ignore_errors=True)
+
+    async def _state(self, sandbox_id: str) -> dict[str, Any]:
+        out = await self._runc("state", sandbox_id, check=False)
+        return dict(json.loads(out)) if out.strip() else {}
+
+    async def _init_pid(self, sandbox_id: str) -> int | None:
+        pid = (await self._state(sandbox_id)).get("pid")
+        return int(pid) if pid else None
 
     async def status(self, sandbox_id: str) -> RuntimeStatus:
-        out = await self._runc("state", sandbox_id, check=False)
-        if not out.strip():
-            return RuntimeStatus.MISSING
-        return _status_of(json.loads(out).get("status", ""))
+        return _status_of((await self._state(sandbox_id)).get("status", ""))
 
     async def list(self) -> list[RuntimeSandbox]:
         listed = json.loads(await self._runc("list", "--format", "json") or "null") or []
         found = {c["id"]: _status_of(c["status"]) for c in listed}
-        for leftover in self.sandboxes_root.iterdir():
+        leftovers = [*self.disks_root.iterdir(), *self.run_root.glob("sbx-*")]
+        for leftover in leftovers:
             found.setdefault(leftover.name, RuntimeStatus.MISSING)
         return [RuntimeSandbox(sid, status) for sid, status in sorted(found.items())]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 
 from sandlot import Sandbox, Sandlot
+from sandlot.runtime.oci import run_root_for, state_root_for
 from sandlot.testing import ServerProcess
 
 
@@ -19,15 +20,21 @@ def host_traces(sandbox_id: str, data_dir: Path) -> list[str]:
         traces.append("mount")
     traces += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/sandlot/{sandbox_id}")]
     if (data_dir / "sandboxes" / sandbox_id).exists():
-        traces.append("directory")
-    for cgroup_file in Path("/proc").glob("[0-9]*/cgroup"):
+        traces.append("disk directory")
+    if (run_root_for(data_dir) / sandbox_id).exists():
+        traces.append("run directory")
+    for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if f"/sandlot/{sandbox_id}" in cgroup_file.read_text():
-                traces.append(f"process {cgroup_file.parent.name}")
+            if f"/sandlot/{sandbox_id}" in (proc / "cgroup").read_text():
+                state = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                # A zombie whose parent is the host's init (the sandbox outlived the
+                # server that started it) is the host's to reap, not a leak.
+                if state[0] != "Z" or state[1] != "1":
+                    traces.append(f"process {proc.name} state {state[0]}")
         except OSError:
             pass  # exited while we looked
     runc = subprocess.run(
-        ["runc", "--root", str(data_dir / "runtime" / "runc"), "list", "-q"],
+        ["runc", "--root", str(state_root_for(data_dir)), "list", "-q"],
         capture_output=True,
         text=True,
     ).stdout
@@ -55,7 +62,7 @@ def test_kill_9_server_then_restart_adopts_running_sandboxes(fresh_server: Serve
         doomed = Sandbox.create(client=client)
     srv.stop(signal.SIGKILL)
     # While the server is down, one sandbox dies behind its back.
-    runc = ["runc", "--root", str(srv.data_dir / "runtime" / "runc")]
+    runc = ["runc", "--root", str(state_root_for(srv.data_dir))]
     subprocess.run([*runc, "kill", doomed.id, "KILL"], check=True)
     srv.start()
     with Sandlot(api_url=srv.url, api_key=srv.api_key) as client:

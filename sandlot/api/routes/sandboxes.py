@@ -43,7 +43,9 @@ def list_sandboxes(
         for key, value in request.query_params.items()
         if key.startswith("metadata.")
     }
-    page = svc.list(who.org_id, status=status, metadata=metadata, limit=limit, offset=offset)
+    page = svc.list_sandboxes(
+        who.org_id, status=status, metadata=metadata, limit=limit, offset=offset
+    )
     return SandboxList(
         data=[SandboxOut.of(v) for v in page.items],
         pagination=Pagination(limit=page.limit, offset=page.offset, total=page.total),

@@ -1,0 +1,111 @@
+"""The `sandlot` command against the real server, as a user types it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def sandlot(
+    env: dict[str, str], *args: str, stdin: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "sandlot", *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def cli_sandbox(api_env: dict[str, str]) -> Iterator[str]:
+    out = sandlot(
+        api_env,
+        "sandbox",
+        "create",
+        "--template",
+        "base",
+        "--vcpus",
+        "1",
+        "--memory",
+        "512",
+        "--env",
+        "A=1",
+        "--metadata",
+        "user=cli",
+        "--json",
+    )
+    assert out.returncode == 0, out.stderr
+    sandbox_id: str = json.loads(out.stdout)["id"]
+    yield sandbox_id
+    sandlot(api_env, "sandbox", "destroy", sandbox_id)
+
+
+def test_create_get_list_destroy(api_env: dict[str, str]) -> None:
+    created = sandlot(api_env, "sandbox", "create", "--metadata", "user=cli-list")
+    assert created.returncode == 0, created.stderr
+    sandbox_id = created.stdout.decode().strip()
+    assert sandbox_id.startswith("sbx-")
+    got = json.loads(sandlot(api_env, "sandbox", "get", sandbox_id, "--json").stdout)
+    assert got["status"] == "running" and got["metadata"] == {"user": "cli-list"}
+    listed = sandlot(api_env, "sandbox", "list", "--metadata", "user=cli-list", "--json")
+    assert [s["id"] for s in json.loads(listed.stdout)] == [sandbox_id]
+    table = sandlot(api_env, "sandbox", "list", "--status", "running")
+    assert sandbox_id in table.stdout.decode()
+    destroyed = sandlot(api_env, "sandbox", "destroy", sandbox_id, "--json")
+    assert destroyed.returncode == 0 and json.loads(destroyed.stdout)["status"] == "terminated"
+
+
+def test_exec_passes_output_and_exit_code(api_env: dict[str, str], cli_sandbox: str) -> None:
+    r = sandlot(
+        api_env, "sandbox", "exec", cli_sandbox, "--", "sh", "-c", "echo $A; echo oops >&2; exit 7"
+    )
+    assert r.returncode == 7
+    assert r.stdout == b"1\n" and r.stderr == b"oops\n"
+    j = sandlot(api_env, "sandbox", "exec", cli_sandbox, "--json", "--", "echo", "hi there")
+    assert json.loads(j.stdout)["stdout"] == "hi there\n"
+
+
+def test_files_commands(api_env: dict[str, str], cli_sandbox: str, tmp_path: Path) -> None:
+    src = tmp_path / "a.bin"
+    src.write_bytes(bytes(range(256)) * 100)
+    w = sandlot(
+        api_env, "sandbox", "files", "write", cli_sandbox, "/workspace/a.bin", "--from", str(src)
+    )
+    assert w.returncode == 0, w.stderr
+    r = sandlot(api_env, "sandbox", "files", "read", cli_sandbox, "/workspace/a.bin")
+    assert r.stdout == src.read_bytes()
+    piped = sandlot(
+        api_env, "sandbox", "files", "write", cli_sandbox, "/workspace/p.txt", stdin=b"piped"
+    )
+    assert piped.returncode == 0
+    ls = sandlot(api_env, "sandbox", "files", "ls", cli_sandbox, "/workspace", "--json")
+    names = {e["name"] for e in json.loads(ls.stdout)}
+    assert {"a.bin", "p.txt"} <= names
+    rm = sandlot(api_env, "sandbox", "files", "rm", cli_sandbox, "/workspace/p.txt")
+    assert rm.returncode == 0
+    gone = sandlot(api_env, "sandbox", "files", "read", cli_sandbox, "/workspace/p.txt")
+    assert gone.returncode == 1 and b"FILE_NOT_FOUND" in gone.stderr
+
+
+def test_errors_have_codes(api_env: dict[str, str]) -> None:
+    r = sandlot(api_env, "sandbox", "get", "sbx-0000000000")
+    assert r.returncode == 1 and b"SANDBOX_NOT_FOUND" in r.stderr
+    j = sandlot(api_env, "sandbox", "get", "sbx-0000000000", "--json")
+    assert json.loads(j.stdout or j.stderr)["error"]["code"] == "SANDBOX_NOT_FOUND"
+    bad = sandlot(api_env, "sandbox", "create", "--vcpus", "99")
+    assert bad.returncode == 1 and b"INVALID_CONFIG" in bad.stderr
+    nokey = sandlot({**api_env, "SANDLOT_API_KEY": "sl_wrong"}, "sandbox", "list")
+    assert nokey.returncode == 1 and b"UNAUTHENTICATED" in nokey.stderr
+
+
+def test_help_lists_commands(api_env: dict[str, str]) -> None:
+    out = sandlot(api_env, "--help").stdout.decode()
+    for command in ("serve", "sandbox", "template", "doctor"):
+        assert command in out
