@@ -46,6 +46,12 @@ class Settings(BaseSettings):
         default=1.0, description="Sum of sandbox memory limits allowed, as a multiple of host RAM."
     )
     supervisor_interval: float = 1.0
+    warm_pool_size: int = Field(
+        default=2, ge=0, description="Started sandboxes kept ready per pooled template; 0 disables."
+    )
+    warm_pool_templates: list[str] = Field(
+        default_factory=lambda: ["base"], description="Templates to keep warm sandboxes of."
+    )
 
     @classmethod
     def settings_customise_sources(

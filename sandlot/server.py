@@ -12,6 +12,7 @@ from sandlot.api.app import create_app
 from sandlot.config import Settings
 from sandlot.core.capacity import Capacity
 from sandlot.core.events import EventBus
+from sandlot.core.pool import WarmPool
 from sandlot.core.service import SandboxService
 from sandlot.errors import InvalidConfigError, TemplateNotFoundError
 from sandlot.runtime.agent_client import AgentClient
@@ -63,10 +64,20 @@ class Server:
 def build_server(settings: Settings) -> Server:
     db = open_database(settings)
     runtime = make_runtime(settings)
+    templates = template_store(settings)
+    pool = WarmPool(
+        runtime=runtime,
+        templates=templates,
+        connect=AgentClient.connect,
+        connect_timeout=settings.agent_connect_timeout,
+        size=settings.warm_pool_size,
+        template_names=tuple(settings.warm_pool_templates),
+    )
     service = SandboxService(
         db=db,
         runtime=runtime,
-        templates=template_store(settings),
+        templates=templates,
+        pool=pool,
         events=EventBus(),
         capacity=Capacity(settings.data_dir, settings.memory_overcommit),
         connect=AgentClient.connect,

@@ -34,6 +34,7 @@ class ServerProcess:
     data_dir: Path
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -50,6 +51,7 @@ class ServerProcess:
             "SANDLOT_TEMPLATE_DIR": str(TEMPLATE_DIR),
             "SANDLOT_BUILD_DEFAULT_TEMPLATE": "false",
             "XDG_CONFIG_HOME": str(self.data_dir / "config"),
+            **self.extra_env,
         }
 
     def start(self) -> None:

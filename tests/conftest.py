@@ -60,9 +60,13 @@ def sandbox(client: object) -> Iterator[object]:
 
 @pytest.fixture
 def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    """A server of the test's own, for tests that kill and restart it."""
+    """A server of the test's own, for tests that kill and restart it.
+
+    It keeps no warm sandboxes, so every create takes the cold path the shared server's
+    pool usually hides.
+    """
     ensure_base_template()
-    srv = ServerProcess(tmp_path / "data")
+    srv = ServerProcess(tmp_path / "data", extra_env={"SANDLOT_WARM_POOL_SIZE": "0"})
     srv.data_dir.mkdir()
     srv.start()
     yield srv

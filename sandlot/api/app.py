@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def create_app(service: SandboxService, db: Database, supervisor_interval: float = 1.0) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        await service.reconcile()
+        await service.start()
         task = asyncio.create_task(_supervise(service, supervisor_interval))
         try:
             yield

@@ -7,7 +7,6 @@ host RAM times the configured overcommit factor.
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandlot.errors import ResourceExhaustedError
-from sandlot.runtime.spec import Resources
+from sandlot.runtime.spec import Resources, host_cpus
 
 
 @dataclass(frozen=True)
@@ -32,10 +31,6 @@ def host_memory_mb() -> int:
             if line.startswith("MemTotal:"):
                 return int(line.split()[1]) // 1024
     raise RuntimeError("/proc/meminfo has no MemTotal")
-
-
-def host_cpus() -> list[int]:
-    return sorted(os.sched_getaffinity(0))
 
 
 class Capacity:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sandlot.core import ids
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
 from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxPage, SandboxView
+from sandlot.core.pool import Connector, WarmPool, start_sandbox
 from sandlot.core.session import SandboxSession
 from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
@@ -32,11 +33,18 @@ from sandlot.runtime.spec import SandboxSpec
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
 from sandlot.store.tables import SandboxRow
-from sandlot.templates.store import TemplateStore
+from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)
 
-Connector = Callable[[Path, float], Awaitable[SandboxSession]]
+
+@dataclass(frozen=True)
+class Live:
+    """A running sandbox's owner, environment and agent connection."""
+
+    org_id: str
+    env: dict[str, str]
+    session: SandboxSession
 
 
 class SandboxService:
@@ -49,6 +57,7 @@ class SandboxService:
         events: EventBus,
         capacity: Capacity,
         connect: Connector,
+        pool: WarmPool | None = None,
         agent_connect_timeout: float = 10.0,
         exec_timeout: float = 60.0,
     ) -> None:
@@ -60,8 +69,8 @@ class SandboxService:
         self._connect = connect
         self._agent_connect_timeout = agent_connect_timeout
         self._exec_timeout = exec_timeout
-        self._sessions: dict[str, SandboxSession] = {}
-        self._owners: dict[str, str] = {}  # org of each sandbox with a session, for the hot path
+        self.pool = pool
+        self._live: dict[str, Live] = {}  # what the hot path needs, without the store
         self._admission = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self.last_activity: dict[str, float] = {}
@@ -70,8 +79,48 @@ class SandboxService:
 
     async def create(self, org_id: str, request: CreateSandbox) -> SandboxView:
         template = self.templates.get(request.template)
+        warm = self.pool.take(template) if self.pool is not None else None
+        sandbox_id = warm.sandbox_id if warm is not None else ids.new_sandbox_id()
+        try:
+            cpus = await self._admit(org_id, sandbox_id, template, request)
+        except BaseException:
+            if warm is not None and self.pool is not None:
+                self.pool.put_back(template, warm)
+            raise
+        self._publish_status(org_id, sandbox_id, SandboxStatus.CREATING)
+        try:
+            if warm is not None:
+                await self.runtime.update(sandbox_id, request.resources, cpus)
+                session = warm.session
+            else:
+                spec = SandboxSpec(
+                    sandbox_id=sandbox_id,
+                    rootfs=template.rootfs,
+                    resources=request.resources,
+                    env=template.env,
+                    workdir=template.workdir,
+                    cpus=cpus,
+                )
+                session = await start_sandbox(
+                    self.runtime, self._connect, spec, self._agent_connect_timeout
+                )
+        except BaseException as exc:
+            await self.runtime.destroy(sandbox_id)
+            self._set_status(sandbox_id, SandboxStatus.ERROR, reason=f"failed to start: {exc!r}")
+            if isinstance(exc, (SandlotError, asyncio.CancelledError)):
+                raise
+            raise SandboxUnavailableError(
+                f"sandbox {sandbox_id} failed to start: {exc}", details={"sandboxId": sandbox_id}
+            ) from exc
+        self._live[sandbox_id] = Live(org_id, request.env, session)
+        self.last_activity[sandbox_id] = time.monotonic()
+        return self._set_status(sandbox_id, SandboxStatus.RUNNING, started=True)
+
+    async def _admit(
+        self, org_id: str, sandbox_id: str, template: Template, request: CreateSandbox
+    ) -> str | None:
+        """Check capacity and record the new sandbox as `creating`; returns its cpuset."""
         now = datetime.now(UTC)
-        sandbox_id = ids.new_sandbox_id()
         async with self._admission:
             with self.db.session() as s:
                 live = [Placed(r.memory_mb, r.cpus) for r in sandbox_rows.live(s)]
@@ -98,28 +147,7 @@ class SandboxService:
                         else None,
                     )
                 )
-        self._publish_status(org_id, sandbox_id, SandboxStatus.CREATING)
-        spec = SandboxSpec(
-            sandbox_id=sandbox_id,
-            rootfs=template.rootfs,
-            resources=request.resources,
-            env={**template.env, **request.env},
-            workdir=template.workdir,
-            cpus=cpus,
-        )
-        try:
-            await self.runtime.create(spec)
-            await self._reconnect(sandbox_id, org_id)
-        except BaseException as exc:
-            await self.runtime.destroy(sandbox_id)
-            self._set_status(sandbox_id, SandboxStatus.ERROR, reason=f"failed to start: {exc!r}")
-            if isinstance(exc, (SandlotError, asyncio.CancelledError)):
-                raise
-            raise SandboxUnavailableError(
-                f"sandbox {sandbox_id} failed to start: {exc}", details={"sandboxId": sandbox_id}
-            ) from exc
-        self.last_activity[sandbox_id] = time.monotonic()
-        return self._set_status(sandbox_id, SandboxStatus.RUNNING, started=True)
+        return cpus
 
     async def destroy(
         self, org_id: str | None, sandbox_id: str, reason: str = "destroyed"
@@ -167,13 +195,16 @@ class SandboxService:
 
     async def session(self, org_id: str, sandbox_id: str) -> SandboxSession:
         """The live agent connection of a running sandbox of `org_id`; counts as activity."""
-        session = self._sessions.get(sandbox_id)
-        if session is None or session.closed or self._owners.get(sandbox_id) != org_id:
+        return (await self._live_sandbox(org_id, sandbox_id)).session
+
+    async def _live_sandbox(self, org_id: str, sandbox_id: str) -> Live:
+        live = self._live.get(sandbox_id)
+        if live is None or live.session.closed or live.org_id != org_id:
             view = self.get(org_id, sandbox_id)
             require_running(sandbox_id, view.status)
-            session = await self._reconnect(sandbox_id, org_id)
+            live = await self._reconnect(view)
         self.last_activity[sandbox_id] = time.monotonic()
-        return session
+        return live
 
     async def run_command(
         self,
@@ -185,10 +216,13 @@ class SandboxService:
         env: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> CommandOutcome:
-        session = await self.session(org_id, sandbox_id)
+        live = await self._live_sandbox(org_id, sandbox_id)
         oom_before = self.runtime.usage(sandbox_id).oom_kills
-        result = await session.exec(
-            command, cwd=cwd, env=env, timeout=timeout or self._exec_timeout
+        result = await live.session.exec(
+            command,
+            cwd=cwd,
+            env={**live.env, **(env or {})},
+            timeout=timeout or self._exec_timeout,
         )
         if result.timed_out:
             raise CommandTimeoutError(
@@ -248,6 +282,12 @@ class SandboxService:
 
     # ---- start-up, supervision, shut-down ----------------------------------------------
 
+    async def start(self) -> None:
+        """Settle what a previous run left, then begin warming sandboxes."""
+        await self.reconcile()
+        if self.pool is not None:
+            self.pool.refill()
+
     async def reconcile(self) -> None:
         """Make the store and the host agree after a restart or crash.
 
@@ -256,12 +296,13 @@ class SandboxService:
         """
         on_host = {r.sandbox_id: r.status for r in await self.runtime.list()}
         with self.db.session() as s:
-            live = [(r.id, r.org_id, SandboxStatus(r.status)) for r in sandbox_rows.live(s)]
-        for sandbox_id, org_id, status in live:
+            live = [SandboxView.of(r) for r in sandbox_rows.live(s)]
+        for view in live:
+            sandbox_id, status = view.id, view.status
             host_status = on_host.pop(sandbox_id, RuntimeStatus.MISSING)
             if status is SandboxStatus.RUNNING and host_status is RuntimeStatus.RUNNING:
                 try:
-                    await self._reconnect(sandbox_id, org_id)
+                    await self._reconnect(view)
                     self.last_activity[sandbox_id] = time.monotonic()
                     log.info("adopted running sandbox %s", sandbox_id)
                     continue
@@ -293,8 +334,8 @@ class SandboxService:
             if expires_at is not None and expires_at <= now:
                 await self.destroy(org_id, sandbox_id, reason="timeout")
                 continue
-            session = self._sessions.get(sandbox_id)
-            lost_agent = status == SandboxStatus.RUNNING and (session is None or session.closed)
+            live = self._live.get(sandbox_id)
+            lost_agent = status == SandboxStatus.RUNNING and (live is None or live.session.closed)
             if lost_agent and await self.runtime.status(sandbox_id) is not RuntimeStatus.RUNNING:
                 await self._forget(sandbox_id)
                 await self.runtime.destroy(sandbox_id)
@@ -307,27 +348,26 @@ class SandboxService:
 
     async def close(self) -> None:
         """Drop agent connections; sandboxes keep running and are adopted on next start."""
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
-        self._owners.clear()
+        if self.pool is not None:
+            await self.pool.close()
+        for live in self._live.values():
+            await live.session.close()
+        self._live.clear()
 
     # ---- helpers -----------------------------------------------------------------------
 
-    async def _reconnect(self, sandbox_id: str, org_id: str) -> SandboxSession:
+    async def _reconnect(self, view: SandboxView) -> Live:
         session = await self._connect(
-            self.runtime.agent_endpoint(sandbox_id), self._agent_connect_timeout
+            self.runtime.agent_endpoint(view.id), self._agent_connect_timeout
         )
-        self._sessions[sandbox_id] = session
-        self._owners[sandbox_id] = org_id
-        return session
+        live = self._live[view.id] = Live(view.org_id, view.env, session)
+        return live
 
     async def _forget(self, sandbox_id: str) -> None:
-        session = self._sessions.pop(sandbox_id, None)
-        self._owners.pop(sandbox_id, None)
+        live = self._live.pop(sandbox_id, None)
         self.last_activity.pop(sandbox_id, None)
-        if session is not None:
-            await session.close()
+        if live is not None:
+            await live.session.close()
 
     def _lock(self, sandbox_id: str) -> asyncio.Lock:
         return self._locks.setdefault(sandbox_id, asyncio.Lock())

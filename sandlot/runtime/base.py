@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sandlot.runtime.spec import SandboxSpec, SandboxUsage
+from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage
 
 
 class RuntimeStatus(enum.Enum):
@@ -37,6 +37,9 @@ class Runtime(Protocol):
 
     async def destroy(self, sandbox_id: str) -> None:
         """Stop every process and remove everything created for the sandbox; idempotent."""
+
+    async def update(self, sandbox_id: str, resources: Resources, cpus: str | None) -> None:
+        """Apply new limits to a running sandbox (a warm one being handed over)."""
 
     async def status(self, sandbox_id: str) -> RuntimeStatus: ...
 

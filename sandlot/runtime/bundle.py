@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sandlot.runtime.seccomp import seccomp_profile
-from sandlot.runtime.spec import SandboxSpec
+from sandlot.runtime.spec import Resources, SandboxSpec
 
 # Container ids 0..65535 map to host ids starting here. Templates are stored shifted
 # into this range (see templates/ownership.py), so every sandbox shares one mapping.
@@ -61,6 +61,7 @@ READONLY_PATHS = [
 ]
 
 CPU_PERIOD_US = 100_000
+MEMORY_MB_CAP = 16 * 1024
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -73,15 +74,24 @@ def agent_args() -> list[str]:
     return ["python3", "-E", "-s", "-S", "-B", "-m", "agent", "--socket", AGENT_SOCKET]
 
 
+def cgroup_resources(res: Resources, cpus: str | None) -> dict[str, Any]:
+    """The OCI `linux.resources` for these limits (also what `runc update` takes)."""
+    memory = res.memory_mb * 1024 * 1024
+    cpu: dict[str, Any] = {"quota": res.vcpus * CPU_PERIOD_US, "period": CPU_PERIOD_US}
+    if cpus is not None:
+        cpu["cpus"] = cpus
+    return {
+        "memory": {"limit": memory, "swap": memory},
+        "cpu": cpu,
+        "pids": {"limit": res.pids},
+    }
+
+
 def oci_config(spec: SandboxSpec, *, agent_dir: Path, run_dir: Path) -> dict[str, Any]:
     res = spec.resources
-    memory = res.memory_mb * 1024 * 1024
     env = {"PATH": PATH, "HOME": "/root", "HOSTNAME": spec.sandbox_id, "TERM": "xterm-256color"}
     env.update(spec.env)
     caps = {kind: CAPABILITIES for kind in ("bounding", "effective", "permitted")}
-    cpu: dict[str, Any] = {"quota": res.vcpus * CPU_PERIOD_US, "period": CPU_PERIOD_US}
-    if spec.cpus is not None:
-        cpu["cpus"] = spec.cpus
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -132,7 +142,8 @@ def oci_config(spec: SandboxSpec, *, agent_dir: Path, run_dir: Path) -> dict[str
                 "destination": "/tmp",
                 "type": "tmpfs",
                 "source": "tmpfs",
-                "options": ["nosuid", "nodev", "mode=1777", f"size={res.memory_mb // 2}m"],
+                # The memory cgroup bounds what tmpfs pages may use; the size is only a cap.
+                "options": ["nosuid", "nodev", "mode=1777", f"size={MEMORY_MB_CAP}m"],
             },
             {
                 "destination": AGENT_MOUNT,
@@ -156,9 +167,7 @@ def oci_config(spec: SandboxSpec, *, agent_dir: Path, run_dir: Path) -> dict[str
             "cgroupsPath": cgroups_path(spec.sandbox_id),
             "resources": {
                 "devices": [{"allow": False, "access": "rwm"}],
-                "memory": {"limit": memory, "swap": memory},
-                "cpu": cpu,
-                "pids": {"limit": res.pids},
+                **cgroup_resources(res, spec.cpus),
             },
             "seccomp": seccomp_profile(),
             "maskedPaths": MASKED_PATHS,

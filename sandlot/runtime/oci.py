@@ -29,11 +29,11 @@ from typing import Any
 
 import sandlot.agent
 from sandlot.runtime.base import BackendError, RuntimeSandbox, RuntimeStatus
-from sandlot.runtime.bundle import USERNS_HOST_BASE, cgroups_path, oci_config
+from sandlot.runtime.bundle import USERNS_HOST_BASE, cgroup_resources, cgroups_path, oci_config
 from sandlot.runtime.cgroups import kill_cgroup, read_usage, remove_cgroup
 from sandlot.runtime.mounts import mount_overlay, mounts_under, unmount
 from sandlot.runtime.reaping import become_subreaper, reap
-from sandlot.runtime.spec import SandboxSpec, SandboxUsage
+from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage, host_cpus
 
 AGENT_DIR = Path(sandlot.agent.__file__).parent
 RUN_BASE = Path("/run/sandlot")
@@ -170,6 +170,12 @@ class OciRuntime:
         remove_cgroup(cgroups_path(sandbox_id))
         shutil.rmtree(bundle, ignore_errors=True)
         shutil.rmtree(self.disk_dir(sandbox_id), ignore_errors=True)
+
+    async def update(self, sandbox_id: str, resources: Resources, cpus: str | None) -> None:
+        limits = cgroup_resources(resources, cpus or ",".join(map(str, host_cpus())))
+        update = self.bundle_dir(sandbox_id) / "update.json"
+        update.write_text(json.dumps(limits))
+        await self._runc("update", "--resources", str(update), sandbox_id)
 
     async def _state(self, sandbox_id: str) -> dict[str, Any]:
         out = await self._runc("state", sandbox_id, check=False)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+
+def host_cpus() -> list[int]:
+    return sorted(os.sched_getaffinity(0))
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,10 @@ def test_create_reports_resources_env_metadata(client: Sandlot) -> None:
         assert info.env == {"X": "y"} and info.metadata == {"k": "v"}
         assert info.template == "base"
         assert info.started_at is not None and info.created_at <= info.started_at
+        # Whether it started cold or was handed over warm, the limits are the asked ones.
+        assert sbx.usage().memory_limit_bytes == 1024 * 1024 * 1024
+        assert sbx.commands.run("nproc").stdout == "2\n"
+        assert sbx.commands.run("echo $X").stdout == "y\n"
 
 
 def test_list_filters_by_status_and_metadata(client: Sandlot) -> None:

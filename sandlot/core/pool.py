@@ -1,0 +1,138 @@
+"""Warm sandboxes: started ahead of demand so `create` only has to hand one over.
+
+Starting a sandbox costs an OCI runtime run plus the agent's interpreter start-up
+(tens of milliseconds); handing over a warm one costs a cgroup update. A warm sandbox
+has the template's root filesystem, default limits and no owner; on hand-over the
+service applies the caller's limits and records it in the store. Warm sandboxes are not
+in the store, so after a crash reconciliation removes them as leftovers, and they
+reserve no capacity until handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandlot.core import ids
+from sandlot.core.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_VCPUS
+from sandlot.core.session import SandboxSession
+from sandlot.runtime.base import Runtime
+from sandlot.runtime.spec import Resources, SandboxSpec
+from sandlot.templates.store import Template, TemplateStore
+
+log = logging.getLogger(__name__)
+
+Connector = Callable[[Path, float], Awaitable[SandboxSession]]
+
+WARM_RESOURCES = Resources(
+    vcpus=DEFAULT_VCPUS, memory_mb=DEFAULT_MEMORY_MB, disk_mb=DEFAULT_DISK_MB
+)
+
+
+@dataclass(frozen=True)
+class WarmSandbox:
+    sandbox_id: str
+    template_digest: str
+    session: SandboxSession
+
+
+async def start_sandbox(
+    runtime: Runtime,
+    connect: Connector,
+    spec: SandboxSpec,
+    connect_timeout: float,
+) -> SandboxSession:
+    """Start `spec` and return its agent connection; nothing is left behind on failure."""
+    try:
+        await runtime.create(spec)
+        return await connect(runtime.agent_endpoint(spec.sandbox_id), connect_timeout)
+    except BaseException:
+        await runtime.destroy(spec.sandbox_id)
+        raise
+
+
+class WarmPool:
+    def __init__(
+        self,
+        *,
+        runtime: Runtime,
+        templates: TemplateStore,
+        connect: Connector,
+        connect_timeout: float,
+        size: int,
+        template_names: tuple[str, ...],
+    ) -> None:
+        self.runtime = runtime
+        self.templates = templates
+        self._connect = connect
+        self._connect_timeout = connect_timeout
+        self.size = size
+        self.template_names = template_names
+        self._ready: dict[str, deque[WarmSandbox]] = {name: deque() for name in template_names}
+        self._filling: dict[str, asyncio.Task[None]] = {}
+
+    def take(self, template: Template) -> WarmSandbox | None:
+        """A warm sandbox of exactly this template version, if one is ready."""
+        ready = self._ready.get(template.name)
+        while ready:
+            warm = ready.popleft()
+            if warm.template_digest == template.digest and not warm.session.closed:
+                self.refill(template.name)
+                return warm
+            asyncio.get_running_loop().create_task(self._discard(warm))
+        self.refill(template.name)
+        return None
+
+    def put_back(self, template: Template, warm: WarmSandbox) -> None:
+        """Return a sandbox taken for a create that was then refused."""
+        self._ready.setdefault(template.name, deque()).appendleft(warm)
+
+    def refill(self, name: str | None = None) -> None:
+        """Top the pool up in the background; does nothing if it is full or filling."""
+        for template_name in [name] if name else list(self._ready):
+            if template_name not in self._ready or self.size <= 0:
+                continue
+            task = self._filling.get(template_name)
+            if task is None or task.done():
+                self._filling[template_name] = asyncio.get_running_loop().create_task(
+                    self._fill(template_name)
+                )
+
+    async def _fill(self, name: str) -> None:
+        ready = self._ready[name]
+        while len(ready) < self.size:
+            try:
+                template = self.templates.get(name)
+                spec = SandboxSpec(
+                    sandbox_id=ids.new_sandbox_id(),
+                    rootfs=template.rootfs,
+                    resources=WARM_RESOURCES,
+                    env=template.env,
+                    workdir=template.workdir,
+                )
+                session = await start_sandbox(
+                    self.runtime, self._connect, spec, self._connect_timeout
+                )
+            except Exception:
+                log.exception("could not warm a %s sandbox; the pool stays short", name)
+                return
+            ready.append(WarmSandbox(spec.sandbox_id, template.digest, session))
+
+    async def _discard(self, warm: WarmSandbox) -> None:
+        await warm.session.close()
+        await self.runtime.destroy(warm.sandbox_id)
+
+    async def close(self) -> None:
+        """Stop filling and destroy every warm sandbox."""
+        for task in self._filling.values():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        for ready in self._ready.values():
+            while ready:
+                await self._discard(ready.popleft())
