@@ -8,10 +8,9 @@ round trip against a local `subprocess.run(["true"])`.
 
 from __future__ import annotations
 
+import asyncio
 import io
-import json
 import os
-import shutil
 import subprocess
 import tempfile
 import time
@@ -20,8 +19,6 @@ from pathlib import Path
 
 from bench.stats import print_row
 from sandlot import Sandbox, Sandlot
-from sandlot.runtime.bundle import oci_config
-from sandlot.runtime.mounts import mount_overlay, unmount
 from sandlot.runtime.oci import OciRuntime
 from sandlot.runtime.spec import Resources, SandboxSpec
 from sandlot.templates.store import TemplateStore
@@ -35,18 +32,9 @@ def bare_runc_first_exec(runtime: OciRuntime, rootfs: Path, n: int) -> float:
     the agent: what runc alone costs.
     """
     spec = SandboxSpec(f"bench-{n}", rootfs, Resources(1, 512, 1024))
-    bundle, disk = runtime.bundle_dir(spec.sandbox_id), runtime.disk_dir(spec.sandbox_id)
-    for path in (disk / "upper", disk / "work", bundle / "rootfs", bundle / "run"):
-        path.mkdir(parents=True)
-    os.chown(disk / "upper", runtime.uid_offset, runtime.uid_offset)
-    bundle.chmod(0o711)
-    config = oci_config(spec, agent_dir=runtime.agent_dir, run_dir=bundle / "run")
-    config["process"]["args"] = ["sleep", "infinity"]
-    config["process"]["cwd"] = "/"
-    (bundle / "config.json").write_text(json.dumps(config))
     runc = ["runc", "--root", str(runtime.state_root)]
     start = time.perf_counter()
-    mount_overlay(rootfs, disk / "upper", disk / "work", bundle / "rootfs")
+    bundle = runtime.prepare_bundle(spec, process_args=["sleep", "infinity"])
     subprocess.run(
         [*runc, "run", "--detach", "--bundle", str(bundle), spec.sandbox_id],
         check=True,
@@ -56,10 +44,7 @@ def bare_runc_first_exec(runtime: OciRuntime, rootfs: Path, n: int) -> float:
     )
     subprocess.run([*runc, "exec", spec.sandbox_id, "true"], check=True)
     elapsed = (time.perf_counter() - start) * 1000
-    subprocess.run([*runc, "delete", "--force", spec.sandbox_id], check=True)
-    unmount(bundle / "rootfs")
-    shutil.rmtree(bundle)
-    shutil.rmtree(disk)
+    asyncio.run(runtime.destroy(spec.sandbox_id))
     return elapsed
 
 
@@ -82,18 +67,6 @@ class Zeros(io.RawIOBase):
         buffer[:n] = self.block[:n]
         self.left -= n
         return n
-
-
-class Sink(io.RawIOBase):
-    def __init__(self) -> None:
-        self.size = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        self.size += len(data)
-        return len(data)
 
 
 def run(runs: int, file_mib: int) -> None:
@@ -153,10 +126,12 @@ def measure(
         print_row("exec round trip `true` (SDK)", remote, local, "local subprocess.run")
 
         size = file_mib * 1024 * 1024
-        up = timed_ms(lambda: sbx.files.upload("/workspace/bench.bin", Zeros(size)))
-        sink = Sink()
-        down = timed_ms(lambda: sbx.files.download("/workspace/bench.bin", sink))
-        assert sink.size == size
+        source = io.BufferedReader(Zeros(size))
+        up = timed_ms(lambda: sbx.files.upload("/workspace/bench.bin", source))
+        with open(os.devnull, "wb") as sink:
+            start = time.perf_counter()
+            assert sbx.files.download("/workspace/bench.bin", sink) == size
+            down = (time.perf_counter() - start) * 1000
         disk = local_disk_write_ms(work, size)
         mbps = [size / ms / 1000 for ms in (up, down, disk)]
         print(

@@ -87,7 +87,22 @@ def cgroup_resources(res: Resources, cpus: str | None) -> dict[str, Any]:
     }
 
 
-def oci_config(spec: SandboxSpec, *, agent_dir: Path, run_dir: Path) -> dict[str, Any]:
+def identity_files(sandbox_id: str) -> dict[str, str]:
+    """/etc files that must name the sandbox, not the host the template was built on."""
+    return {
+        "hostname": f"{sandbox_id}\n",
+        "hosts": (
+            "127.0.0.1\tlocalhost\n"
+            f"127.0.1.1\t{sandbox_id}\n"
+            "::1\tlocalhost ip6-localhost ip6-loopback\n"
+        ),
+    }
+
+
+def oci_config(
+    spec: SandboxSpec, *, agent_dir: Path, run_dir: Path, etc_dir: Path
+) -> dict[str, Any]:
+    """`etc_dir` holds the files of `identity_files`, bind-mounted over the template's."""
     res = spec.resources
     env = {"PATH": PATH, "HOME": "/root", "HOSTNAME": spec.sandbox_id, "TERM": "xterm-256color"}
     env.update(spec.env)
@@ -145,6 +160,15 @@ def oci_config(spec: SandboxSpec, *, agent_dir: Path, run_dir: Path) -> dict[str
                 # The memory cgroup bounds what tmpfs pages may use; the size is only a cap.
                 "options": ["nosuid", "nodev", "mode=1777", f"size={MEMORY_MB_CAP}m"],
             },
+            *(
+                {
+                    "destination": f"/etc/{name}",
+                    "type": "bind",
+                    "source": str(etc_dir / name),
+                    "options": ["rbind", "rw", "nosuid", "nodev", "noexec"],
+                }
+                for name in identity_files(spec.sandbox_id)
+            ),
             {
                 "destination": AGENT_MOUNT,
                 "type": "bind",

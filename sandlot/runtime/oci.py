@@ -29,7 +29,13 @@ from typing import Any
 
 import sandlot.agent
 from sandlot.runtime.base import BackendError, RuntimeSandbox, RuntimeStatus
-from sandlot.runtime.bundle import USERNS_HOST_BASE, cgroup_resources, cgroups_path, oci_config
+from sandlot.runtime.bundle import (
+    USERNS_HOST_BASE,
+    cgroup_resources,
+    cgroups_path,
+    identity_files,
+    oci_config,
+)
 from sandlot.runtime.cgroups import kill_cgroup, read_usage, remove_cgroup
 from sandlot.runtime.mounts import mount_overlay, mounts_under, unmount
 from sandlot.runtime.reaping import become_subreaper, reap
@@ -116,24 +122,38 @@ class OciRuntime:
     async def create(self, spec: SandboxSpec) -> None:
         bundle = self.bundle_dir(spec.sandbox_id)
         try:
-            self._prepare_bundle(bundle, spec)
+            self.prepare_bundle(spec)
             await self._start(bundle, spec.sandbox_id)
         except BaseException:
             await self.destroy(spec.sandbox_id)
             raise
 
-    def _prepare_bundle(self, bundle: Path, spec: SandboxSpec) -> None:
+    def prepare_bundle(self, spec: SandboxSpec, process_args: list[str] | None = None) -> Path:
+        """Lay out and mount everything `runc run` needs; returns the bundle directory.
+
+        `process_args` replaces the agent, for measuring runc alone.
+        """
+        bundle = self.bundle_dir(spec.sandbox_id)
         disk = self.disk_dir(spec.sandbox_id)
         bundle.mkdir(mode=0o711)
         disk.mkdir(mode=0o700)
         for path in (disk / "upper", disk / "work", bundle / "rootfs", bundle / "run"):
             path.mkdir()
+        (bundle / "etc").mkdir(mode=0o755)
+        for name, text in identity_files(spec.sandbox_id).items():
+            (bundle / "etc" / name).write_text(text)
+            os.chown(bundle / "etc" / name, self.uid_offset, self.uid_offset)
         # Root inside owns its writable layer and the agent's socket directory.
         for path in (disk / "upper", bundle / "run"):
             os.chown(path, self.uid_offset, self.uid_offset)
         mount_overlay(spec.rootfs, disk / "upper", disk / "work", bundle / "rootfs")
-        config = oci_config(spec, agent_dir=self.agent_dir, run_dir=bundle / "run")
+        config = oci_config(
+            spec, agent_dir=self.agent_dir, run_dir=bundle / "run", etc_dir=bundle / "etc"
+        )
+        if process_args is not None:
+            config["process"].update(args=process_args, cwd="/")
         (bundle / "config.json").write_text(json.dumps(config))
+        return bundle
 
     async def _start(self, bundle: Path, sandbox_id: str) -> None:
         # The container's init inherits runc's stdio: hand it /dev/null, never a pipe we

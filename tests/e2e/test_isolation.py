@@ -86,3 +86,18 @@ def test_host_path_absent_after_escape_attempts(sandbox: Sandbox) -> None:
         "echo pwned > /etc/sandlot-escape-probe; echo pwned > /proc/1/root/../../etc/x"
     )
     assert not probe.exists()
+
+
+def test_file_api_paths_stay_inside(sandbox: Sandbox) -> None:
+    hostname = f"{sandbox.id}\n"
+    assert sandbox.files.read("/../../../../etc/hostname") == hostname
+    assert sandbox.files.read("../../../etc/hostname") == hostname
+    sandbox.commands.run("ln -s /proc/1/root/etc/hostname /workspace/via-proc")
+    assert sandbox.files.read("/workspace/via-proc") == hostname
+    sandbox.commands.run("ln -s ../../../../../../etc/hostname /workspace/dotdot")
+    assert sandbox.files.read("/workspace/dotdot") == hostname
+    # A hard link to a file outside the sandbox cannot be made: nothing outside is visible.
+    r = sandbox.commands.run(
+        "ln /proc/1/root/../../etc/hostname /workspace/hard && cat /workspace/hard"
+    )
+    assert r.stdout in ("", hostname)

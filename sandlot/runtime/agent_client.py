@@ -1,0 +1,514 @@
+"""The host's side of the agent protocol: one multiplexed connection per sandbox.
+
+Any number of callers share one `AgentClient`; each call is its own stream on the
+connection (see `sandlot.agent.protocol`). Agent errors come back as the matching
+`sandlot.errors` classes; a connection that drops fails every pending call with
+`SandboxUnavailableError` at once.
+
+    client = await AgentClient.connect(runtime.agent_endpoint(sandbox_id))
+    result = await client.exec("make test", cwd="/workspace", timeout=60)
+    await client.write_file("/workspace/data.bin", chunks())
+    async for chunk in client.read_file("/workspace/out.bin"): ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import itertools
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sandlot.agent.protocol import (
+    CANCEL,
+    CHUNK_SIZE,
+    CREDIT,
+    DATA,
+    END,
+    ERROR,
+    EVENT,
+    READ_BUFFER_LIMIT,
+    REQUEST,
+    RESPONSE,
+    SIGNAL,
+    Frame,
+    FrameWriter,
+    Inbox,
+    ProtocolError,
+    ReceiveWindow,
+    SendWindow,
+    credit_of,
+    read_frame,
+)
+from sandlot.errors import (
+    InternalError,
+    InvalidConfigError,
+    InvalidStateError,
+    SandboxUnavailableError,
+    SandlotError,
+    error_from_payload,
+)
+
+OutputCallback = Callable[[str, bytes], Awaitable[None] | None]
+"""Called with ("stdout" | "stderr", data) as output arrives; may be a coroutine function."""
+
+T = TypeVar("T")
+
+_RETRY_DELAY = 0.002
+_PATIENT_AFTER = 0.5
+"""Poll every _RETRY_DELAY while an agent may still be starting, then back off."""
+_MAX_RETRY_DELAY = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ExecResult:
+    stdout: bytes
+    stderr: bytes
+    exit_code: int | None
+    """None when a signal ended the process."""
+    signal: str | None
+    """The name of the signal that ended the process, e.g. "SIGKILL"."""
+    duration_ms: float
+    timed_out: bool
+
+
+class _Stream:
+    def __init__(self, sid: int) -> None:
+        self.sid = sid
+        self.inbox = Inbox()
+        self.send_window = SendWindow()
+        self.receive_window = ReceiveWindow()
+        self.done = False
+        """The agent ended the stream (response or error)."""
+
+
+class AgentProcess:
+    """A process the agent started for this client: feed it, signal it, wait for it.
+
+    `wait` must be running (or be called soon) for output to flow: the agent stops
+    reading the process's pipes when this side does not consume its output.
+    """
+
+    def __init__(
+        self,
+        client: AgentClient,
+        stream: _Stream,
+        *,
+        process_id: str,
+        pid: int,
+        on_output: OutputCallback | None,
+    ) -> None:
+        self._client = client
+        self._stream = stream
+        self._on_output = on_output
+        self.process_id = process_id
+        self.pid = pid
+        """The pid inside the sandbox's pid namespace."""
+
+    async def send_stdin(self, data: bytes | bytearray | memoryview) -> None:
+        await self._client._send_bytes(self._stream, data)
+
+    async def close_stdin(self) -> None:
+        self._client._send({"sid": self._stream.sid, "type": END})
+
+    async def signal(self, sig: str | int) -> None:
+        """Send a signal ("SIGTERM", "TERM" or a number) to the process."""
+        self._client._send({"sid": self._stream.sid, "type": SIGNAL, "signal": sig})
+
+    async def wait(self) -> ExecResult:
+        """Collect output until the process exits. Cancelling this kills the process."""
+        client, stream = self._client, self._stream
+        stdout: list[bytes] = []
+        stderr: list[bytes] = []
+        try:
+            while True:
+                frame = await client._next(stream)
+                if frame.type == DATA:
+                    fd = str(frame.header.get("fd", "stdout"))
+                    (stderr if fd == "stderr" else stdout).append(frame.payload)
+                    if self._on_output is not None:
+                        pending = self._on_output(fd, frame.payload)
+                        if inspect.isawaitable(pending):
+                            await pending
+                    client._consumed(stream, len(frame.payload))
+                elif frame.type == RESPONSE:
+                    return _exec_result(frame.header.get("result"), stdout, stderr)
+        finally:
+            client._abandon(stream)
+
+
+class AgentClient:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Wrap an open connection; use `connect` instead."""
+        self._reader = reader
+        self._writer = writer
+        self._out = FrameWriter(writer)
+        self._streams: dict[int, _Stream] = {}
+        self._sids = itertools.count(1)
+        self._closed_reason: str | None = None
+        self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
+
+    @classmethod
+    async def connect(cls, socket_path: str | Path, timeout: float = 10.0) -> AgentClient:
+        """Connect once the agent accepts and answers a ping, retrying until `timeout`."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = started + timeout
+        delay = _RETRY_DELAY
+        last_error: BaseException | None = None
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise SandboxUnavailableError(
+                    f"agent at {socket_path} did not answer within {timeout:g}s: {last_error}"
+                )
+            client: AgentClient | None = None
+            try:
+                async with asyncio.timeout(remaining):
+                    reader, writer = await asyncio.open_unix_connection(
+                        str(socket_path), limit=READ_BUFFER_LIMIT
+                    )
+                    client = cls(reader, writer)
+                    await client.ping()
+                return client
+            except (OSError, SandboxUnavailableError) as exc:  # TimeoutError is an OSError
+                last_error = exc
+                if client is not None:
+                    await client.close()
+            now = loop.time()
+            await asyncio.sleep(min(delay, max(0.0, deadline - now)))
+            if now - started > _PATIENT_AFTER:
+                delay = min(delay * 2, _MAX_RETRY_DELAY)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_reason is not None
+
+    async def close(self) -> None:
+        self._shutdown("agent connection closed by the client")
+        self._reader_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader_task
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+    async def __aenter__(self) -> AgentClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- operations -------------------------------------------------------------------
+
+    async def ping(self) -> dict[str, Any]:
+        """The agent's version, protocol version, uptime (seconds) and pid."""
+        return _expect(dict, await self._call("ping", {}), "ping")
+
+    async def spawn(
+        self,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        stdin: bool = False,
+        on_output: OutputCallback | None = None,
+    ) -> AgentProcess:
+        """Start a command (a string runs through bash, or sh) and return its handle.
+
+        With `stdin` False the process reads /dev/null; otherwise feed it through
+        `send_stdin` and `close_stdin`.
+        """
+        args: dict[str, Any] = {"cwd": cwd, "env": env, "timeout": timeout, "stdin": stdin}
+        if isinstance(command, str):
+            args["cmd"] = command
+        else:
+            args["argv"] = list(command)
+        stream = self._open("exec", args)
+        try:
+            frame = await self._next(stream)
+        except BaseException:
+            self._abandon(stream)
+            raise
+        if frame.type != EVENT or frame.header.get("event") != "started":
+            self._abandon(stream)
+            raise InternalError(f"agent answered exec with an unexpected {frame.type} frame")
+        process_id, pid = frame.header.get("process_id"), frame.header.get("pid")
+        if not isinstance(process_id, str) or not isinstance(pid, int):
+            self._abandon(stream)
+            raise InternalError("the agent reported a started process without its ids")
+        return AgentProcess(self, stream, process_id=process_id, pid=pid, on_output=on_output)
+
+    async def exec(
+        self,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> ExecResult:
+        """Run a command to completion; a timeout kills its process group (timed_out=True)."""
+        proc = await self.spawn(
+            command,
+            cwd=cwd,
+            env=env,
+            timeout=timeout,
+            stdin=stdin is not None,
+            on_output=on_output,
+        )
+        if stdin is None:
+            return await proc.wait()
+        # Feed stdin while collecting output: a process that writes before it reads
+        # would otherwise stall on a full pipe while we wait for stdin credit.
+        feeder = asyncio.get_running_loop().create_task(self._feed(proc, stdin))
+        try:
+            return await proc.wait()
+        finally:
+            feeder.cancel()
+
+    def read_file(self, path: str) -> AsyncIterator[bytes]:
+        """The file's content in chunks; a missing file raises before the first chunk."""
+        return self._read_file(path)
+
+    async def write_file(
+        self,
+        path: str,
+        chunks: AsyncIterable[bytes] | bytes,
+        *,
+        mode: int | None = None,
+    ) -> dict[str, Any]:
+        """Write a file atomically (parents created; nothing left if the upload fails)."""
+        stream = self._open("write_file", {"path": path, "mode": mode})
+        loop = asyncio.get_running_loop()
+        # The upload runs beside the wait for the answer, so that an agent error or a
+        # dropped connection ends the call even while `chunks` is slow to produce.
+        upload = loop.create_task(self._upload(stream, chunks))
+        answer = loop.create_task(self._result(stream))
+        try:
+            await asyncio.wait((upload, answer), return_when=asyncio.FIRST_COMPLETED)
+            if upload.done() and not answer.done():
+                upload.result()  # raises what broke the upload
+            return _expect(dict, await answer, "write_file")
+        finally:
+            upload.cancel()
+            answer.cancel()
+            self._abandon(stream)
+
+    async def list_dir(self, path: str, depth: int = 1) -> list[dict[str, Any]]:
+        result = await self._call("list_dir", {"path": path, "depth": depth})
+        return _expect(list, result, "list_dir")
+
+    async def stat(self, path: str) -> dict[str, Any]:
+        return _expect(dict, await self._call("stat", {"path": path}), "stat")
+
+    async def mkdir(self, path: str, parents: bool = False) -> dict[str, Any]:
+        result = await self._call("mkdir", {"path": path, "parents": parents})
+        return _expect(dict, result, "mkdir")
+
+    async def remove(self, path: str, recursive: bool = False) -> None:
+        await self._call("remove", {"path": path, "recursive": recursive})
+
+    async def replace(self, path: str, old: str, new: str, count: int | None = None) -> int:
+        """Replace `old` by `new`; returns the number replaced.
+
+        `count` None: `old` must occur exactly once. -1: every occurrence. n: the first n.
+        """
+        args = {"path": path, "old": old, "new": new, "count": count}
+        replaced = _expect(dict, await self._call("replace", args), "replace").get("replaced")
+        return _expect(int, replaced, "replace")
+
+    # -- streams ----------------------------------------------------------------------
+
+    async def _read_file(self, path: str) -> AsyncIterator[bytes]:
+        stream = self._open("read_file", {"path": path})
+        try:
+            while True:
+                frame = await self._next(stream)
+                if frame.type == DATA:
+                    yield frame.payload
+                    self._consumed(stream, len(frame.payload))
+                elif frame.type == RESPONSE:
+                    return
+        finally:
+            self._abandon(stream)
+
+    async def _upload(self, stream: _Stream, chunks: AsyncIterable[bytes] | bytes) -> None:
+        if isinstance(chunks, (bytes, bytearray, memoryview)):
+            await self._send_bytes(stream, chunks)
+        else:
+            async for chunk in chunks:
+                await self._send_bytes(stream, chunk)
+        self._send({"sid": stream.sid, "type": END})
+
+    async def _feed(self, proc: AgentProcess, data: bytes) -> None:
+        try:
+            if data:
+                await proc.send_stdin(data)
+            await proc.close_stdin()
+        except SandlotError:
+            pass  # the process ended or the connection dropped: `wait` reports it
+
+    async def _call(self, op: str, args: dict[str, Any]) -> Any:
+        stream = self._open(op, args)
+        try:
+            return await self._result(stream)
+        finally:
+            self._abandon(stream)
+
+    async def _result(self, stream: _Stream) -> Any:
+        while True:
+            frame = await self._next(stream)
+            if frame.type == RESPONSE:
+                return frame.header.get("result")
+
+    def _open(self, op: str, args: dict[str, Any]) -> _Stream:
+        stream = _Stream(next(self._sids))
+        try:
+            self._send({"sid": stream.sid, "type": REQUEST, "op": op, "args": args})
+        except ProtocolError as exc:
+            raise InvalidConfigError(f"{op} request too large: {exc}") from None
+        self._streams[stream.sid] = stream
+        return stream
+
+    async def _next(self, stream: _Stream) -> Frame:
+        """The stream's next frame; error frames are raised as their exception."""
+        frame = await stream.inbox.get()
+        if frame.type == ERROR:
+            raise _error_of(frame)
+        return frame
+
+    def _abandon(self, stream: _Stream) -> None:
+        """Forget a stream; tell the agent if it is still running there."""
+        if stream.done:
+            return
+        stream.done = True
+        if self._streams.pop(stream.sid, None) is not None and not self.closed:
+            with contextlib.suppress(ConnectionError):
+                self._out.send({"sid": stream.sid, "type": CANCEL})
+
+    async def _send_bytes(self, stream: _Stream, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data).cast("B")
+        # The transport may keep a reference to what it could not send yet; a caller's
+        # mutable buffer (reused for the next chunk, say) must be copied first.
+        immutable = isinstance(data, bytes)
+        for start in range(0, len(view), CHUNK_SIZE):
+            await stream.send_window.wait()
+            piece: bytes | memoryview = view[start : start + CHUNK_SIZE]
+            if not immutable:
+                piece = bytes(piece)
+            try:
+                self._out.send_data(stream.sid, piece)
+            except ConnectionError:
+                raise self._unavailable() from None
+            stream.send_window.consume(len(piece))
+            try:
+                await self._out.drain()
+            except ConnectionError:
+                raise self._unavailable() from None
+
+    def _send(self, header: dict[str, Any]) -> None:
+        if self.closed:
+            raise self._unavailable()
+        try:
+            self._out.send(header)
+        except ConnectionError:
+            raise self._unavailable() from None
+
+    def _consumed(self, stream: _Stream, n: int) -> None:
+        grant = stream.receive_window.consumed(n)
+        if grant and not stream.done and not self.closed:
+            with contextlib.suppress(ConnectionError):
+                self._out.send({"sid": stream.sid, "type": CREDIT, "n": grant})
+
+    def _unavailable(self) -> SandboxUnavailableError:
+        return SandboxUnavailableError(self._closed_reason or "agent connection closed")
+
+    # -- connection -------------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        reason = "the agent closed the connection"
+        try:
+            while True:
+                frame = await read_frame(self._reader)
+                if frame is None:
+                    break
+                self._route(frame)
+        except ProtocolError as exc:
+            reason = f"the agent broke the protocol: {exc}"
+        except OSError as exc:
+            reason = f"the agent connection failed: {exc}"
+        except Exception as exc:
+            reason = f"the agent connection failed: {exc!r}"
+        finally:
+            self._shutdown(reason)
+
+    def _route(self, frame: Frame) -> None:
+        stream = self._streams.get(frame.sid)
+        if stream is None:
+            return  # a stream this side already abandoned
+        kind = frame.type
+        if kind == CREDIT:
+            stream.send_window.grant(credit_of(frame))
+            return
+        if kind == DATA:
+            stream.receive_window.received(len(frame.payload))
+        elif kind in (RESPONSE, ERROR):
+            # The stream is over: stop whoever is still sending on it.
+            stream.done = True
+            del self._streams[frame.sid]
+            if kind == ERROR:
+                stream.send_window.abort(_error_of(frame))
+            else:
+                stream.send_window.abort(InvalidStateError("the agent already ended this stream"))
+        stream.inbox.put(frame)
+
+    def _shutdown(self, reason: str) -> None:
+        if self._closed_reason is not None:
+            return
+        self._closed_reason = reason
+        self._out.close()
+        streams, self._streams = self._streams, {}
+        for stream in streams.values():
+            stream.inbox.close(SandboxUnavailableError(reason))
+            stream.send_window.abort(SandboxUnavailableError(reason))
+
+
+def _error_of(frame: Frame) -> SandlotError:
+    error = frame.header.get("error")
+    if not isinstance(error, dict):
+        return InternalError("the agent answered with a malformed error")
+    return error_from_payload(error)
+
+
+def _exec_result(result: object, stdout: list[bytes], stderr: list[bytes]) -> ExecResult:
+    """Check the agent's exit report: the host trusts nothing from inside a sandbox."""
+    if not isinstance(result, dict):
+        raise InternalError("the agent answered exec with a malformed result")
+    exit_code, sig = result.get("exit_code"), result.get("signal")
+    duration, timed_out = result.get("duration_ms"), result.get("timed_out")
+    if (
+        not (exit_code is None or (isinstance(exit_code, int) and not isinstance(exit_code, bool)))
+        or not (sig is None or isinstance(sig, str))
+        or not isinstance(duration, (int, float))
+        or not isinstance(timed_out, bool)
+    ):
+        raise InternalError(f"the agent answered exec with a malformed result: {result!r:.200}")
+    return ExecResult(
+        stdout=b"".join(stdout),
+        stderr=b"".join(stderr),
+        exit_code=exit_code,
+        signal=sig,
+        duration_ms=float(duration),
+        timed_out=timed_out,
+    )
+
+
+def _expect(kind: type[T], result: object, op: str) -> T:
+    if not isinstance(result, kind):
+        raise InternalError(f"the agent answered {op} with a malformed result")
+    return result
