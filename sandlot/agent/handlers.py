@@ -1,0 +1,223 @@
+"""What each request does: check its arguments, then bridge its stream to processes or files.
+
+A handler takes the agent, the request's stream and its `args`, and returns the result
+for the `response` frame (or raises AgentError for an `error` frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from . import __version__, errors, files
+from .processes import ManagedProcess, parse_signal
+from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, SIGNAL, Frame
+
+if TYPE_CHECKING:
+    from .server import Agent, Stream
+
+log = logging.getLogger(__name__)
+
+
+async def ping(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "version": __version__,
+        "protocol": PROTOCOL_VERSION,
+        "uptime": time.monotonic() - agent.started,
+        "pid": os.getpid(),
+    }
+
+
+# -- processes ----------------------------------------------------------------------
+
+
+async def exec_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    """Run a command and stream its output until it exits.
+
+    args: `argv` (list of str) or `cmd` (str, run by bash or sh), optional `cwd`, `env`
+    (merged over the agent's own), `timeout` (seconds; kills the process group), `stdin`
+    (true: the client sends data frames and an end frame; otherwise /dev/null).
+    """
+    argv = _command(agent, args)
+    cwd_arg = args.get("cwd")
+    cwd = agent.workdir if cwd_arg is None else files.resolve(cwd_arg, agent.workdir)
+    env = _environment(agent, args.get("env"))
+    timeout = _optional_number(args, "timeout")
+    stdin = args.get("stdin", False)
+    if not isinstance(stdin, bool):
+        raise errors.invalid("stdin must be a boolean")
+    proc = agent.processes.spawn(argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout)
+    stream.event("started", process_id=proc.id, pid=proc.pid)
+    bridge = _ProcessBridge(stream, proc)
+    proc.attach(bridge)
+    try:
+        info = await asyncio.shield(proc.finished)
+    except asyncio.CancelledError:
+        # A client that cancels a run-and-wait wants it stopped; a dropped connection
+        # does not stop anything (the process is still in the agent's table).
+        if stream.cancelled_by_client:
+            proc.kill_group()
+        raise
+    finally:
+        proc.detach(bridge)
+    return info.to_dict()
+
+
+class _ProcessBridge:
+    """Carries a process's output to a stream, and the stream's stdin and signals back."""
+
+    def __init__(self, stream: Stream, proc: ManagedProcess) -> None:
+        self._stream = stream
+        self._proc = proc
+        stream.on_credit = self._on_credit
+        stream.take_frames(self._on_frame)
+
+    def output(self, fd: str, data: bytes) -> None:
+        try:
+            self._stream.send_data(data, fd)
+        except ConnectionError:
+            return
+        if self._stream.send_window.credit <= 0:
+            self._proc.pause_output()
+
+    def _on_credit(self) -> None:
+        if self._stream.send_window.credit > 0:
+            self._proc.resume_output()
+
+    def _on_frame(self, frame: Frame) -> None:
+        kind = frame.type
+        if kind == DATA:
+            self._proc.write_stdin(frame.payload, self._stream.consumed)
+        elif kind == END:
+            self._proc.close_stdin()
+        elif kind == SIGNAL:
+            try:
+                self._proc.send_signal(parse_signal(frame.header.get("signal", "")))
+            except errors.AgentError as exc:
+                log.warning("ignoring signal frame: %s", exc.message)
+
+
+def _command(agent: Agent, args: dict[str, Any]) -> list[str]:
+    argv, cmd = args.get("argv"), args.get("cmd")
+    if (argv is None) == (cmd is None):
+        raise errors.invalid("give exactly one of argv (list of strings) or cmd (string)")
+    if cmd is not None:
+        if not isinstance(cmd, str):
+            raise errors.invalid("cmd must be a string")
+        return [agent.shell, "-c", cmd]
+    if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+        raise errors.invalid("argv must be a non-empty list of strings")
+    return argv
+
+
+def _environment(agent: Agent, extra: object) -> dict[str, str]:
+    if extra is None:
+        return agent.base_env
+    if not isinstance(extra, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and k and "=" not in k for k, v in extra.items()
+    ):
+        raise errors.invalid("env must map variable names to strings")
+    return {**agent.base_env, **extra}
+
+
+# -- files --------------------------------------------------------------------------
+
+
+async def read_file(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    """Stream a file as data frames, as fast as the client grants credit."""
+    path = files.resolve(args.get("path"), agent.workdir)
+    fd = files.open_for_read(path)
+    size = 0
+    try:
+        while True:
+            await stream.send_window.wait()
+            try:
+                chunk = os.read(fd, CHUNK_SIZE)
+            except OSError as exc:
+                raise errors.from_oserror(exc, path) from None
+            if not chunk:
+                break
+            stream.send_data(chunk)
+            size += len(chunk)
+            await stream.drain()
+    finally:
+        os.close(fd)
+    return {"size": size}
+
+
+async def write_file(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    """Receive data frames into a temporary file, renamed into place at the end frame."""
+    path = files.resolve(args.get("path"), agent.workdir)
+    mode = args.get("mode")
+    if mode is not None and (not isinstance(mode, int) or not 0 <= mode <= 0o7777):
+        raise errors.invalid("mode must be permission bits between 0 and 0o7777")
+    writer = files.AtomicWriter(path, mode)
+    try:
+        while True:
+            frame = await stream.inbox.get()
+            if frame.type == DATA:
+                writer.write(frame.payload)
+                stream.consumed(len(frame.payload))
+            elif frame.type == END:
+                return writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+async def list_dir(agent: Agent, stream: Stream, args: dict[str, Any]) -> list[dict[str, Any]]:
+    path = files.resolve(args.get("path"), agent.workdir)
+    depth = args.get("depth", 1)
+    if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
+        raise errors.invalid("depth must be an integer of at least 1")
+    # A big tree takes a while to walk; the other streams should not wait for it.
+    return await asyncio.to_thread(files.list_dir, path, depth)
+
+
+async def stat(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    return files.stat_entry(files.resolve(args.get("path"), agent.workdir))
+
+
+async def mkdir(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    path = files.resolve(args.get("path"), agent.workdir)
+    return files.make_dir(path, parents=_flag(args, "parents"))
+
+
+async def remove(agent: Agent, stream: Stream, args: dict[str, Any]) -> None:
+    path = files.resolve(args.get("path"), agent.workdir)
+    if _flag(args, "recursive"):
+        await asyncio.to_thread(files.remove, path, True)
+    else:
+        files.remove(path)
+
+
+async def replace(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    path = files.resolve(args.get("path"), agent.workdir)
+    old, new, count = args.get("old"), args.get("new"), args.get("count")
+    if not isinstance(old, str) or not isinstance(new, str):
+        raise errors.invalid("old and new must be strings")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
+        raise errors.invalid("count must be an integer")
+    return {"replaced": files.replace_text(path, old, new, count)}
+
+
+# -- argument checks ----------------------------------------------------------------
+
+
+def _flag(args: dict[str, Any], name: str) -> bool:
+    value = args.get(name, False)
+    if not isinstance(value, bool):
+        raise errors.invalid(f"{name} must be a boolean")
+    return value
+
+
+def _optional_number(args: dict[str, Any], name: str) -> float | None:
+    value = args.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise errors.invalid(f"{name} must be a positive number of seconds")
+    return float(value)
