@@ -17,6 +17,8 @@ import asyncio
 import contextlib
 import inspect
 import itertools
+import os
+import stat
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,9 +170,7 @@ class AgentClient:
             client: AgentClient | None = None
             try:
                 async with asyncio.timeout(remaining):
-                    reader, writer = await asyncio.open_unix_connection(
-                        str(socket_path), limit=READ_BUFFER_LIMIT
-                    )
+                    reader, writer = await _open_socket_no_follow(Path(socket_path))
                     client = cls(reader, writer)
                     await client.ping()
                 return client
@@ -512,3 +512,22 @@ def _expect(kind: type[T], result: object, op: str) -> T:
     if not isinstance(result, kind):
         raise InternalError(f"the agent answered {op} with a malformed result")
     return result
+
+
+async def _open_socket_no_follow(
+    path: Path,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the socket at `path` itself, never to what a symlink there points at.
+
+    The socket's directory is writable from inside the sandbox, so its root could swap
+    the socket for a symlink to a host socket and have the server talk to that. Opening
+    the path with O_NOFOLLOW and connecting through the resulting descriptor pins the
+    connection to the inode found there, which must be a socket.
+    """
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise ConnectionRefusedError(f"{path} is not a socket")
+        return await asyncio.open_unix_connection(f"/proc/self/fd/{fd}", limit=READ_BUFFER_LIMIT)
+    finally:
+        os.close(fd)

@@ -171,6 +171,21 @@ async def test_connect_waits_for_a_starting_agent_and_times_out_on_none(tmp_path
     assert time.monotonic() - started < 1
 
 
+@pytest.mark.asyncio
+async def test_connect_refuses_a_symlink_planted_at_the_socket_path(agent: RunningAgent) -> None:
+    """Root in a sandbox can write the socket's directory; a symlink there to some other
+    socket (here a real agent's) must not be followed by the host."""
+    planted = Path(tempfile.mkdtemp(prefix="sandlot-plant-")) / "agent.sock"
+    planted.symlink_to(agent.socket)
+    try:
+        with pytest.raises(SandboxUnavailableError, match="did not answer"):
+            await AgentClient.connect(planted, timeout=0.3)
+        async with connected(agent) as client:  # the real path still works
+            assert (await client.ping())["pid"] == agent.pid
+    finally:
+        shutil.rmtree(planted.parent)
+
+
 # -- exec ----------------------------------------------------------------------------
 
 
