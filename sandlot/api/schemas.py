@@ -156,12 +156,16 @@ def _check_env(env: dict[str, str]) -> dict[str, str]:
 
 
 class ResourcesOut(Model):
+    model_config = ConfigDict(from_attributes=True)
+
     vcpus: int
     memory_mb: int
     disk_mb: int
 
 
 class SandboxOut(Model):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     status: SandboxStatus
     status_reason: str | None
@@ -178,22 +182,7 @@ class SandboxOut(Model):
 
     @classmethod
     def of(cls, view: SandboxView) -> SandboxOut:
-        r = view.resources
-        return cls(
-            id=view.id,
-            status=view.status,
-            status_reason=view.status_reason,
-            template=view.template,
-            resources=ResourcesOut(vcpus=r.vcpus, memory_mb=r.memory_mb, disk_mb=r.disk_mb),
-            env=view.env,
-            metadata=view.metadata,
-            idle_timeout=view.idle_timeout,
-            timeout=view.timeout,
-            created_at=view.created_at,
-            started_at=view.started_at,
-            ended_at=view.ended_at,
-            expires_at=view.expires_at,
-        )
+        return cls.model_validate(view, from_attributes=True)
 
 
 class Pagination(Model):

@@ -41,6 +41,19 @@ class WarmSandbox:
     session: SandboxSession
 
 
+def template_spec(
+    template: Template, sandbox_id: str, resources: Resources, cpus: str | None = None
+) -> SandboxSpec:
+    return SandboxSpec(
+        sandbox_id=sandbox_id,
+        rootfs=template.rootfs,
+        resources=resources,
+        env=template.env,
+        workdir=template.workdir,
+        cpus=cpus,
+    )
+
+
 async def start_sandbox(
     runtime: Runtime,
     connect: Connector,
@@ -108,13 +121,7 @@ class WarmPool:
         while len(ready) < self.size:
             try:
                 template = self.templates.get(name)
-                spec = SandboxSpec(
-                    sandbox_id=ids.new_sandbox_id(),
-                    rootfs=template.rootfs,
-                    resources=WARM_RESOURCES,
-                    env=template.env,
-                    workdir=template.workdir,
-                )
+                spec = template_spec(template, ids.new_sandbox_id(), WARM_RESOURCES)
                 session = await start_sandbox(
                     self.runtime, self._connect, spec, self._connect_timeout
                 )

@@ -19,7 +19,7 @@ from sandlot.core import ids
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
 from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxPage, SandboxView
-from sandlot.core.pool import Connector, WarmPool, start_sandbox
+from sandlot.core.pool import Connector, WarmPool, start_sandbox, template_spec
 from sandlot.core.session import SandboxSession
 from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
@@ -29,7 +29,6 @@ from sandlot.errors import (
     SandlotError,
 )
 from sandlot.runtime.base import Runtime, RuntimeStatus
-from sandlot.runtime.spec import SandboxSpec
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
 from sandlot.store.tables import SandboxRow
@@ -93,14 +92,7 @@ class SandboxService:
                 await self.runtime.update(sandbox_id, request.resources, cpus)
                 session = warm.session
             else:
-                spec = SandboxSpec(
-                    sandbox_id=sandbox_id,
-                    rootfs=template.rootfs,
-                    resources=request.resources,
-                    env=template.env,
-                    workdir=template.workdir,
-                    cpus=cpus,
-                )
+                spec = template_spec(template, sandbox_id, request.resources, cpus)
                 session = await start_sandbox(
                     self.runtime, self._connect, spec, self._agent_connect_timeout
                 )
