@@ -345,6 +345,7 @@ class SandboxService:
         for live in self._live.values():
             await live.session.close()
         self._live.clear()
+        await self.runtime.close()
 
     # ---- helpers -----------------------------------------------------------------------
 

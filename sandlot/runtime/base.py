@@ -50,3 +50,6 @@ class Runtime(Protocol):
         """The unix socket the sandbox's agent listens on, as seen from the host."""
 
     def usage(self, sandbox_id: str) -> SandboxUsage: ...
+
+    async def close(self) -> None:
+        """The server is stopping: drop host state that no running sandbox needs."""

@@ -216,6 +216,10 @@ class OciRuntime:
             found.setdefault(leftover.name, RuntimeStatus.MISSING)
         return [RuntimeSandbox(sid, status) for sid, status in sorted(found.items())]
 
+    async def close(self) -> None:
+        if not await self.list():
+            shutil.rmtree(self.run_root, ignore_errors=True)
+
     def usage(self, sandbox_id: str) -> SandboxUsage:
         return read_usage(cgroups_path(sandbox_id))
 
