@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     default_template: str = "base"
     build_default_template: bool = True
     exec_timeout: float = 60.0
+    exec_output_limit: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Bytes of each output kept per command."
+    )
     agent_connect_timeout: float = 10.0
     memory_overcommit: float = Field(
         default=1.0, description="Sum of sandbox memory limits allowed, as a multiple of host RAM."

@@ -83,6 +83,7 @@ def build_server(settings: Settings) -> Server:
         connect=AgentClient.connect,
         agent_connect_timeout=settings.agent_connect_timeout,
         exec_timeout=settings.exec_timeout,
+        exec_output_limit=settings.exec_output_limit,
     )
     app = create_app(service, db, settings.supervisor_interval)
     return Server(settings, db, service, app)

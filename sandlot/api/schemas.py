@@ -226,6 +226,9 @@ class ExecOut(Model):
     signal: str | None
     duration_ms: float
     oom_killed: bool
+    truncated: bool = Field(
+        description="Output passed the server's limit; stdout and stderr hold its last bytes."
+    )
 
     @classmethod
     def of(cls, outcome: CommandOutcome) -> ExecOut:
@@ -236,6 +239,7 @@ class ExecOut(Model):
             signal=outcome.signal,
             duration_ms=outcome.duration_ms,
             oom_killed=outcome.oom_killed,
+            truncated=outcome.truncated,
         )
 
 

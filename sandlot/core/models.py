@@ -73,3 +73,4 @@ class CommandOutcome:
     signal: str | None
     duration_ms: float
     oom_killed: bool
+    truncated: bool = False

@@ -59,6 +59,7 @@ class SandboxService:
         pool: WarmPool | None = None,
         agent_connect_timeout: float = 10.0,
         exec_timeout: float = 60.0,
+        exec_output_limit: int = 64 * 1024 * 1024,
     ) -> None:
         self.db = db
         self.runtime = runtime
@@ -68,6 +69,7 @@ class SandboxService:
         self._connect = connect
         self._agent_connect_timeout = agent_connect_timeout
         self._exec_timeout = exec_timeout
+        self._exec_output_limit = exec_output_limit
         self.pool = pool
         self._live: dict[str, Live] = {}  # what the hot path needs, without the store
         self._admission = asyncio.Lock()
@@ -215,6 +217,7 @@ class SandboxService:
             cwd=cwd,
             env={**live.env, **(env or {})},
             timeout=timeout or self._exec_timeout,
+            max_output=self._exec_output_limit,
         )
         if result.timed_out:
             raise CommandTimeoutError(
@@ -234,6 +237,7 @@ class SandboxService:
             signal=result.signal,
             duration_ms=result.duration_ms,
             oom_killed=oom_killed,
+            truncated=result.truncated,
         )
 
     async def read_file(self, org_id: str, sandbox_id: str, path: str) -> AsyncIterator[bytes]:

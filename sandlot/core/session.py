@@ -23,6 +23,8 @@ class ExecResultLike(Protocol):
     def duration_ms(self) -> float: ...
     @property
     def timed_out(self) -> bool: ...
+    @property
+    def truncated(self) -> bool: ...
 
 
 class SandboxSession(Protocol):
@@ -36,6 +38,7 @@ class SandboxSession(Protocol):
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float | None = None,
+        max_output: int | None = None,
     ) -> ExecResultLike: ...
 
     def read_file(self, path: str) -> AsyncIterator[bytes]: ...

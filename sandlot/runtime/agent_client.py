@@ -14,6 +14,7 @@ connection (see `sandlot.agent.protocol`). Agent errors come back as the matchin
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import itertools
@@ -75,6 +76,37 @@ class ExecResult:
     """The name of the signal that ended the process, e.g. "SIGKILL"."""
     duration_ms: float
     timed_out: bool
+    truncated: bool = False
+    """Output passed the collection limit; stdout and stderr hold the last bytes of each."""
+
+
+class OutputTail:
+    """The last `limit` bytes of a stream: bounded memory whatever a command prints."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.size = 0
+        self.dropped = False
+
+    def append(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        if self.limit is None:
+            return
+        while self.size > self.limit:
+            self.dropped = True
+            excess = self.size - self.limit
+            head = self.chunks[0]
+            if len(head) <= excess:
+                self.chunks.popleft()
+                self.size -= len(head)
+            else:
+                self.chunks[0] = head[excess:]
+                self.size -= excess
+
+    def value(self) -> bytes:
+        return b"".join(self.chunks)
 
 
 class _Stream:
@@ -102,10 +134,12 @@ class AgentProcess:
         process_id: str,
         pid: int,
         on_output: OutputCallback | None,
+        max_output: int | None = None,
     ) -> None:
         self._client = client
         self._stream = stream
         self._on_output = on_output
+        self._max_output = max_output
         self.process_id = process_id
         self.pid = pid
         """The pid inside the sandbox's pid namespace."""
@@ -123,8 +157,7 @@ class AgentProcess:
     async def wait(self) -> ExecResult:
         """Collect output until the process exits. Cancelling this kills the process."""
         client, stream = self._client, self._stream
-        stdout: list[bytes] = []
-        stderr: list[bytes] = []
+        stdout, stderr = OutputTail(self._max_output), OutputTail(self._max_output)
         try:
             while True:
                 frame = await client._next(stream)
@@ -216,6 +249,7 @@ class AgentClient:
         timeout: float | None = None,
         stdin: bool = False,
         on_output: OutputCallback | None = None,
+        max_output: int | None = None,
     ) -> AgentProcess:
         """Start a command (a string runs through bash, or sh) and return its handle.
 
@@ -240,7 +274,9 @@ class AgentClient:
         if not isinstance(process_id, str) or not isinstance(pid, int):
             self._abandon(stream)
             raise InternalError("the agent reported a started process without its ids")
-        return AgentProcess(self, stream, process_id=process_id, pid=pid, on_output=on_output)
+        return AgentProcess(
+            self, stream, process_id=process_id, pid=pid, on_output=on_output, max_output=max_output
+        )
 
     async def exec(
         self,
@@ -251,8 +287,12 @@ class AgentClient:
         timeout: float | None = None,
         stdin: bytes | None = None,
         on_output: OutputCallback | None = None,
+        max_output: int | None = None,
     ) -> ExecResult:
-        """Run a command to completion; a timeout kills its process group (timed_out=True)."""
+        """Run a command to completion; a timeout kills its process group (timed_out=True).
+
+        `max_output` bounds what is kept of each of stdout and stderr (the last bytes).
+        """
         proc = await self.spawn(
             command,
             cwd=cwd,
@@ -260,6 +300,7 @@ class AgentClient:
             timeout=timeout,
             stdin=stdin is not None,
             on_output=on_output,
+            max_output=max_output,
         )
         if stdin is None:
             return await proc.wait()
@@ -485,7 +526,7 @@ def _error_of(frame: Frame) -> SandlotError:
     return error_from_payload(error)
 
 
-def _exec_result(result: object, stdout: list[bytes], stderr: list[bytes]) -> ExecResult:
+def _exec_result(result: object, stdout: OutputTail, stderr: OutputTail) -> ExecResult:
     """Check the agent's exit report: the host trusts nothing from inside a sandbox."""
     if not isinstance(result, dict):
         raise InternalError("the agent answered exec with a malformed result")
@@ -499,12 +540,13 @@ def _exec_result(result: object, stdout: list[bytes], stderr: list[bytes]) -> Ex
     ):
         raise InternalError(f"the agent answered exec with a malformed result: {result!r:.200}")
     return ExecResult(
-        stdout=b"".join(stdout),
-        stderr=b"".join(stderr),
+        stdout=stdout.value(),
+        stderr=stderr.value(),
         exit_code=exit_code,
         signal=sig,
         duration_ms=float(duration),
         timed_out=timed_out,
+        truncated=stdout.dropped or stderr.dropped,
     )
 
 

@@ -68,6 +68,8 @@ class CommandResult(_Model):
     signal: str | None = None
     duration_ms: float
     oom_killed: bool = False
+    truncated: bool = False
+    """The server kept only the last bytes of an output larger than its limit."""
 
 
 class EntryInfo(_Model):

@@ -172,6 +172,16 @@ async def test_connect_waits_for_a_starting_agent_and_times_out_on_none(tmp_path
 
 
 @pytest.mark.asyncio
+async def test_exec_keeps_only_the_tail_past_max_output(agent: RunningAgent) -> None:
+    async with connected(agent) as client:
+        script = "for i in $(seq 1 20000); do echo line$i; done; echo err >&2"
+        result = await client.exec(script, max_output=1000)
+    assert result.truncated and len(result.stdout) == 1000
+    assert result.stdout.endswith(b"line20000\n") and result.stderr == b"err\n"
+    assert result.exit_code == 0
+
+
+@pytest.mark.asyncio
 async def test_connect_refuses_a_symlink_planted_at_the_socket_path(agent: RunningAgent) -> None:
     """Root in a sandbox can write the socket's directory; a symlink there to some other
     socket (here a real agent's) must not be followed by the host."""
