@@ -88,6 +88,7 @@ class WarmPool:
         self.template_names = template_names
         self._ready: dict[str, deque[WarmSandbox]] = {name: deque() for name in template_names}
         self._filling: dict[str, asyncio.Task[None]] = {}
+        self._discarding: set[asyncio.Task[None]] = set()  # held so they are not collected
 
     def take(self, template: Template) -> WarmSandbox | None:
         """A warm sandbox of exactly this template version, if one is ready."""
@@ -97,7 +98,9 @@ class WarmPool:
             if warm.template_digest == template.digest and not warm.session.closed:
                 self.refill(template.name)
                 return warm
-            asyncio.get_running_loop().create_task(self._discard(warm))
+            task = asyncio.get_running_loop().create_task(self._discard(warm))
+            self._discarding.add(task)
+            task.add_done_callback(self._discarding.discard)
         self.refill(template.name)
         return None
 
@@ -140,6 +143,7 @@ class WarmPool:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await asyncio.gather(*self._discarding, return_exceptions=True)
         for ready in self._ready.values():
             while ready:
                 await self._discard(ready.popleft())
