@@ -117,6 +117,7 @@ def measure(
         cold.append(create_to_first_command_ms(cold_client))
         warm.append(create_to_first_command_ms(warm_client))
         time.sleep(0.2)  # let the pool refill, as it would between real requests
+    asyncio.run(runtime.close())
     print_row("create -> first command, warm pool", warm, bare, "runc run + runc exec")
     print_row("create -> first command, cold", cold, bare, "runc run + runc exec")
 
