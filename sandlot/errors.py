@@ -11,7 +11,8 @@ mean one thing on the wire and another in Python.
     ├── NotFoundError
     │   ├── SandboxNotFoundError      SANDBOX_NOT_FOUND    404
     │   ├── TemplateNotFoundError     TEMPLATE_NOT_FOUND   404
-    │   └── FileNotFoundInSandboxError FILE_NOT_FOUND      404
+    │   ├── FileNotFoundInSandboxError FILE_NOT_FOUND      404
+    │   └── ProcessNotFoundError      PROCESS_NOT_FOUND    404
     ├── FileExistsInSandboxError      FILE_EXISTS          409
     ├── FileOperationError            FILE_OPERATION_FAILED 400
     ├── InvalidStateError             INVALID_STATE        409
@@ -89,6 +90,12 @@ class FileNotFoundInSandboxError(NotFoundError):
     code = "FILE_NOT_FOUND"
 
 
+class ProcessNotFoundError(NotFoundError):
+    """No background process with that id runs in the sandbox, or it exited long ago."""
+
+    code = "PROCESS_NOT_FOUND"
+
+
 class FileExistsInSandboxError(SandlotError):
     code = "FILE_EXISTS"
     status = 409
@@ -156,6 +163,7 @@ ERRORS_BY_CODE: dict[str, type[SandlotError]] = {
         SandboxNotFoundError,
         TemplateNotFoundError,
         FileNotFoundInSandboxError,
+        ProcessNotFoundError,
         FileExistsInSandboxError,
         FileOperationError,
         InvalidStateError,

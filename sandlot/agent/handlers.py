@@ -13,8 +13,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, errors, files
-from .processes import ManagedProcess, parse_signal
+from .attachments import Attachment
+from .processes import ManagedProcess, Terminal, parse_signal
 from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, SIGNAL, Frame
+from .scrollback import DEFAULT_SCROLLBACK, MAX_SCROLLBACK
 
 if TYPE_CHECKING:
     from .server import Agent, Stream
@@ -81,11 +83,11 @@ class _ProcessBridge:
         except ConnectionError:
             return
         if self._stream.send_window.credit <= 0:
-            self._proc.pause_output()
+            self._proc.hold_output(self)
 
     def _on_credit(self) -> None:
         if self._stream.send_window.credit > 0:
-            self._proc.resume_output()
+            self._proc.release_output(self)
 
     def _on_frame(self, frame: Frame) -> None:
         kind = frame.type
@@ -98,6 +100,104 @@ class _ProcessBridge:
                 self._proc.send_signal(parse_signal(frame.header.get("signal", "")))
             except errors.AgentError as exc:
                 log.warning("ignoring signal frame: %s", exc.message)
+
+
+async def start_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    """Start a background process and answer its info at once.
+
+    args: as for exec (`argv` or `cmd`, `cwd`, `env`, `timeout`), plus `pty` ([cols,
+    rows]: run on a terminal of that size), `max_run_after_disconnect` (seconds: kill the
+    process that long after its last client left, or after its start if none attached),
+    `scrollback` (bytes of output kept for replay; default 1 MiB).
+    """
+    argv = _command(agent, args)
+    command: str | list[str] = args["cmd"] if args.get("cmd") is not None else argv
+    cwd_arg = args.get("cwd")
+    cwd = agent.workdir if cwd_arg is None else files.resolve(cwd_arg, agent.workdir)
+    env = _environment(agent, args.get("env"))
+    terminal = _terminal(args.get("pty"))
+    if terminal is not None:
+        from .terminal import DEFAULT_TERM
+
+        given = args.get("env") or {}
+        env = {**env, "TERM": given.get("TERM", DEFAULT_TERM)}
+    scrollback = args.get("scrollback")
+    if scrollback is None:
+        scrollback = DEFAULT_SCROLLBACK
+    elif not _is_int(scrollback) or not 0 <= scrollback <= MAX_SCROLLBACK:
+        raise errors.invalid(f"scrollback must be a number of bytes from 0 to {MAX_SCROLLBACK}")
+    linger = args.get("max_run_after_disconnect")
+    if linger is not None and (
+        isinstance(linger, bool) or not isinstance(linger, (int, float)) or linger < 0
+    ):
+        raise errors.invalid("max_run_after_disconnect must be a number of seconds, at least 0")
+    proc = agent.processes.start_background(
+        argv,
+        command=command,
+        cwd=cwd,
+        env=env,
+        timeout=_optional_number(args, "timeout"),
+        terminal=terminal,
+        scrollback=scrollback,
+        linger=None if linger is None else float(linger),
+        hold_until_attach=_optional_number(args, "hold_until_attach"),
+    )
+    return proc.info()
+
+
+async def attach(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    """Follow a background process: an `attached` event (info, dropped_bytes), the replay
+    of its scrollback and then its live output as data frames, and its final info as the
+    response once it exited. Data and end frames feed its stdin, signal frames signal it.
+    Cancelling the stream (or dropping the connection) detaches; the process runs on.
+    """
+    proc = agent.processes.find(args.get("process_id"))
+    attachment = Attachment(stream, proc)
+    try:
+        stream.event("attached", info=proc.info(), dropped_bytes=attachment.dropped_bytes)
+        return await attachment.run()
+    finally:
+        attachment.close()
+
+
+async def list_processes(
+    agent: Agent, stream: Stream, args: dict[str, Any]
+) -> list[dict[str, Any]]:
+    include_exited = _flag(args, "include_exited")
+    return [proc.info() for proc in agent.processes.background(include_exited)]
+
+
+async def process_info(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    return agent.processes.find(args.get("process_id")).info()
+
+
+async def signal_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> None:
+    """Signal a background process's whole group; nothing happens once it exited."""
+    proc = agent.processes.find(args.get("process_id"))
+    proc.signal_group(parse_signal(args.get("signal")))
+
+
+async def resize(agent: Agent, stream: Stream, args: dict[str, Any]) -> None:
+    proc = agent.processes.find(args.get("process_id"))
+    size = _terminal([args.get("cols"), args.get("rows")])
+    assert size is not None
+    proc.resize(size.cols, size.rows)
+
+
+def _terminal(value: object) -> Terminal | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, list)
+        or len(value) != 2
+        or not all(_is_int(n) and 1 <= n <= 0xFFFF for n in value)
+    ):
+        raise errors.invalid("a terminal size is [cols, rows], each from 1 to 65535")
+    return Terminal(cols=value[0], rows=value[1])
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _command(agent: Agent, args: dict[str, Any]) -> list[str]:

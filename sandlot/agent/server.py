@@ -48,6 +48,12 @@ Handler = Callable[["Agent", "Stream", dict[str, Any]], Awaitable[Any]]
 HANDLERS: dict[str, Handler] = {
     "ping": handlers.ping,
     "exec": handlers.exec_process,
+    "start": handlers.start_process,
+    "attach": handlers.attach,
+    "list_processes": handlers.list_processes,
+    "process_info": handlers.process_info,
+    "signal": handlers.signal_process,
+    "resize": handlers.resize,
     "read_file": handlers.read_file,
     "write_file": handlers.write_file,
     "list_dir": handlers.list_dir,

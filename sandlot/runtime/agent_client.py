@@ -9,6 +9,13 @@ connection (see `sandlot.agent.protocol`). Agent errors come back as the matchin
     result = await client.exec("make test", cwd="/workspace", timeout=60)
     await client.write_file("/workspace/data.bin", chunks())
     async for chunk in client.read_file("/workspace/out.bin"): ...
+
+Background processes belong to the agent, not to a connection: start one, attach (from
+this or any later connection) to replay its scrollback and follow it, detach, re-attach.
+
+    info = await client.start_process("npm run dev", pty=(120, 40))
+    attachment = await client.attach(info["process_id"])
+    async for fd, data in attachment: ...
 """
 
 from __future__ import annotations
@@ -59,6 +66,21 @@ OutputCallback = Callable[[str, bytes], Awaitable[None] | None]
 """Called with ("stdout" | "stderr", data) as output arrives; may be a coroutine function."""
 
 T = TypeVar("T")
+
+PROCESS_INFO_KEYS = (
+    "process_id",
+    "pid",
+    "command",
+    "cwd",
+    "pty",
+    "started_at",
+    "status",
+    "exit_code",
+    "signal",
+    "duration_ms",
+    "timed_out",
+)
+"""The keys of a ProcessInfo dict; the exit fields (the last four) are None while it runs."""
 
 _RETRY_DELAY = 0.002
 _PATIENT_AFTER = 0.5
@@ -171,6 +193,93 @@ class AgentProcess:
                     client._consumed(stream, len(frame.payload))
                 elif frame.type == RESPONSE:
                     return _exec_result(frame.header.get("result"), stdout, stderr)
+        finally:
+            client._abandon(stream)
+
+
+class _Detached(Exception):
+    """Ends an attachment's iteration after `detach`."""
+
+
+class Attachment:
+    """A client's view of a background process: its scrollback, then its live output.
+
+    Iterate for ("stdout" | "stderr" | "pty", data) until the process exits (then
+    `result` is set) or `detach` is called. Consuming the output is what lets it flow:
+    the agent stops reading the process's output while this side does not keep up.
+    `result` carries the exit only; its stdout and stderr are empty (the output was
+    streamed).
+    """
+
+    def __init__(
+        self,
+        client: AgentClient,
+        stream: _Stream,
+        *,
+        info: dict[str, Any],
+        dropped_bytes: int,
+    ) -> None:
+        self._client = client
+        self._stream = stream
+        self.process_id: str = info["process_id"]
+        self.info = info
+        """The ProcessInfo at attach time; the final one once the exit arrived."""
+        self.dropped_bytes = dropped_bytes
+        """Scrollback bytes lost before the replay began."""
+        self.result: ExecResult | None = None
+        self._iterator: AsyncIterator[tuple[str, bytes]] | None = None
+        self._detached = False
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, bytes]]:
+        if self._iterator is None:
+            self._iterator = self._output()
+        return self._iterator
+
+    async def send_stdin(self, data: bytes | bytearray | memoryview) -> None:
+        self._check_attached()
+        await self._client._send_bytes(self._stream, data)
+
+    async def close_stdin(self) -> None:
+        """Close the process's stdin; on a terminal this sends the end-of-file character (^D)."""
+        self._check_attached()
+        if not self._stream.done:
+            self._client._send({"sid": self._stream.sid, "type": END})
+
+    async def signal(self, sig: str | int) -> None:
+        """Signal the process's group ("SIGTERM", "TERM" or a number)."""
+        await self._client.signal_process(self.process_id, sig)
+
+    async def resize(self, cols: int, rows: int) -> None:
+        await self._client.resize(self.process_id, cols, rows)
+
+    async def detach(self) -> None:
+        """Stop following the process, which keeps running; the iteration ends."""
+        if self._detached:
+            return
+        self._detached = True
+        self._client._abandon(self._stream)
+        self._stream.inbox.pop_all()
+        self._stream.inbox.close(_Detached())
+
+    def _check_attached(self) -> None:
+        if self._detached:
+            raise InvalidStateError(f"detached from process {self.process_id}")
+
+    async def _output(self) -> AsyncIterator[tuple[str, bytes]]:
+        client, stream = self._client, self._stream
+        try:
+            while not self._detached:
+                try:
+                    frame = await client._next(stream)
+                except _Detached:
+                    return
+                if frame.type == DATA:
+                    yield str(frame.header.get("fd", "stdout")), frame.payload
+                    client._consumed(stream, len(frame.payload))
+                elif frame.type == RESPONSE:
+                    self.info = _process_info(frame.header.get("result"), "attach")
+                    self.result = _exec_result(self.info, OutputTail(0), OutputTail(0))
+                    return
         finally:
             client._abandon(stream)
 
@@ -311,6 +420,81 @@ class AgentClient:
             return await proc.wait()
         finally:
             feeder.cancel()
+
+    async def start_process(
+        self,
+        command: str | list[str],
+        *,
+        cwd: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        pty: tuple[int, int] | None = None,
+        max_run_after_disconnect: float | None = None,
+        scrollback: int | None = None,
+        hold_until_attach: float | None = None,
+    ) -> dict[str, Any]:
+        """Start a background process that outlives this connection; returns its ProcessInfo.
+
+        `pty` (cols, rows) runs it on a terminal (one output stream, "pty"; TERM defaults
+        to xterm-256color). `max_run_after_disconnect` kills its group that many seconds
+        after the last attached client left (or after the start, if nobody attaches).
+        `scrollback` bounds the output kept for replay (default 1 MiB). Output made
+        before the first attach is replayed by it, within that bound; with
+        `hold_until_attach` (seconds) the process's output waits for that first attach
+        instead, so none of it scrolls out.
+        """
+        args: dict[str, Any] = {
+            "cwd": cwd,
+            "env": env,
+            "timeout": timeout,
+            "pty": None if pty is None else [pty[0], pty[1]],
+            "max_run_after_disconnect": max_run_after_disconnect,
+            "scrollback": scrollback,
+            "hold_until_attach": hold_until_attach,
+        }
+        if isinstance(command, str):
+            args["cmd"] = command
+        else:
+            args["argv"] = list(command)
+        return _process_info(await self._call("start", args), "start")
+
+    async def list_processes(self, include_exited: bool = False) -> list[dict[str, Any]]:
+        """Background processes, oldest first; with `include_exited`, also the retained
+        exited ones (kept at least 5 minutes, or until 100 newer ones exited)."""
+        result = await self._call("list_processes", {"include_exited": include_exited})
+        return [_process_info(item, "list_processes") for item in _expect(list, result, "list")]
+
+    async def process_info(self, process_id: str) -> dict[str, Any]:
+        result = await self._call("process_info", {"process_id": process_id})
+        return _process_info(result, "process_info")
+
+    async def signal_process(self, process_id: str, sig: str | int) -> None:
+        """Signal the process's whole group: "SIGTERM", "TERM" or a number."""
+        await self._call("signal", {"process_id": process_id, "signal": sig})
+
+    async def resize(self, process_id: str, cols: int, rows: int) -> None:
+        """Resize a process's terminal (the kernel sends it SIGWINCH)."""
+        await self._call("resize", {"process_id": process_id, "cols": cols, "rows": rows})
+
+    async def attach(self, process_id: str) -> Attachment:
+        """Follow a background process: its scrollback first, then live output and exit.
+
+        Any number of clients may attach to one process at once. The process runs on when
+        the attachment detaches or this connection drops.
+        """
+        stream = self._open("attach", {"process_id": process_id})
+        try:
+            frame = await self._next(stream)
+            if frame.type != EVENT or frame.header.get("event") != "attached":
+                raise InternalError(f"agent answered attach with an unexpected {frame.type} frame")
+            info = _process_info(frame.header.get("info"), "attach")
+            dropped = frame.header.get("dropped_bytes")
+            if not isinstance(dropped, int) or isinstance(dropped, bool) or dropped < 0:
+                raise InternalError("the agent reported an attachment without dropped_bytes")
+        except BaseException:
+            self._abandon(stream)
+            raise
+        return Attachment(self, stream, info=info, dropped_bytes=dropped)
 
     def read_file(self, path: str) -> AsyncIterator[bytes]:
         """The file's content in chunks; a missing file raises before the first chunk."""
@@ -548,6 +732,37 @@ def _exec_result(result: object, stdout: OutputTail, stderr: OutputTail) -> Exec
         timed_out=timed_out,
         truncated=stdout.dropped or stderr.dropped,
     )
+
+
+def _process_info(result: object, op: str) -> dict[str, Any]:
+    """Check a ProcessInfo from the agent and keep exactly its documented keys."""
+    if not isinstance(result, dict) or not all(key in result for key in PROCESS_INFO_KEYS):
+        raise InternalError(f"the agent answered {op} with a malformed process info")
+    info = {key: result[key] for key in PROCESS_INFO_KEYS}
+    command = info["command"]
+    if (
+        not isinstance(info["process_id"], str)
+        or not _is_int(info["pid"])
+        or not (
+            isinstance(command, str)
+            or (isinstance(command, list) and all(isinstance(a, str) for a in command))
+        )
+        or not isinstance(info["cwd"], str)
+        or not isinstance(info["pty"], bool)
+        or not isinstance(info["started_at"], (int, float))
+        or info["status"] not in ("running", "exited")
+        or not (info["exit_code"] is None or _is_int(info["exit_code"]))
+        or not (info["signal"] is None or isinstance(info["signal"], str))
+        or not (info["duration_ms"] is None or isinstance(info["duration_ms"], (int, float)))
+        or not (info["timed_out"] is None or isinstance(info["timed_out"], bool))
+    ):
+        raise InternalError(f"the agent answered {op} with a malformed process info")
+    info["started_at"] = float(info["started_at"])
+    return info
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _expect(kind: type[T], result: object, op: str) -> T:
