@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, FastAPI, Header, Request
 
 from sandlot.core.service import SandboxService
 from sandlot.errors import AuthenticationError, PermissionDeniedError
@@ -59,13 +59,17 @@ def _secret(x_api_key: str | None, authorization: str | None) -> str | None:
     return None
 
 
+def principal_of(app: FastAPI, x_api_key: str | None, authorization: str | None) -> Principal:
+    auth: Authenticator = app.state.authenticator
+    return auth.authenticate(_secret(x_api_key, authorization))
+
+
 def principal(
     request: Request,
     x_api_key: Annotated[str | None, Header(description="API key")] = None,
     authorization: Annotated[str | None, Header(description="`Bearer KEY`")] = None,
 ) -> Principal:
-    auth: Authenticator = request.app.state.authenticator
-    return auth.authenticate(_secret(x_api_key, authorization))
+    return principal_of(request.app, x_api_key, authorization)
 
 
 def requires(scope: str) -> object:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.alias_generators import to_camel
 
 from sandlot.core import resources as limits
-from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView
+from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView, StartProcess
 from sandlot.core.states import SandboxStatus
 from sandlot.runtime.spec import Resources
 
@@ -241,6 +241,80 @@ class ExecOut(Model):
             oom_killed=outcome.oom_killed,
             truncated=outcome.truncated,
         )
+
+
+class PtySize(Model):
+    cols: int = Field(ge=1, le=1000)
+    rows: int = Field(ge=1, le=1000)
+
+
+class StartProcessIn(Model):
+    command: str | list[str] | None = Field(
+        default=None,
+        description="Shell command line or argv; with `pty` and no command, a login shell.",
+    )
+    cwd: str | None = Field(default=None, max_length=4096)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(
+        default=None, gt=0, le=7 * 24 * 3600, description="Seconds; none by default."
+    )
+    pty: PtySize | None = None
+    max_run_after_disconnect: float | None = Field(
+        default=None, ge=0, description="Kill the process this long after its last client detaches."
+    )
+    scrollback_bytes: int | None = Field(default=None, ge=1024, le=64 * 1024 * 1024)
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        return _check_env(env)
+
+    def to_request(self) -> StartProcess:
+        return StartProcess(
+            command=self.command,
+            cwd=self.cwd,
+            env=self.env,
+            timeout=self.timeout,
+            pty=(self.pty.cols, self.pty.rows) if self.pty else None,
+            max_run_after_disconnect=self.max_run_after_disconnect,
+            scrollback_bytes=self.scrollback_bytes,
+        )
+
+
+class ProcessOut(Model):
+    id: str
+    pid: int
+    command: str | list[str]
+    cwd: str
+    pty: bool
+    started_at: datetime
+    status: Literal["running", "exited"]
+    exit_code: int | None = None
+    signal: str | None = None
+    duration_ms: float | None = None
+    timed_out: bool | None = None
+
+    @classmethod
+    def of(cls, info: dict[str, Any]) -> ProcessOut:
+        return cls(
+            id=info["process_id"],
+            pid=info["pid"],
+            command=info["command"],
+            cwd=info["cwd"],
+            pty=info["pty"],
+            started_at=datetime.fromtimestamp(info["started_at"], UTC),
+            status=info["status"],
+            exit_code=info.get("exit_code"),
+            signal=info.get("signal"),
+            duration_ms=info.get("duration_ms"),
+            timed_out=info.get("timed_out"),
+        )
+
+
+class SignalIn(Model):
+    signal: str | int = Field(
+        default="SIGKILL", description='A name ("SIGTERM", "TERM") or number.'
+    )
 
 
 class EntryOut(Model):

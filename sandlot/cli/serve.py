@@ -55,6 +55,14 @@ def serve(
         creds = save_credentials(api_url, key_file.read_text().strip())
         console.print(f"Local SDK and CLI credentials: {creds}")
     console.print(f"Sandlot listening on {api_url}")
+    # A client that stops reading an attachment holds back its process's output (that is
+    # the back-pressure) and cannot answer pings meanwhile: allow it minutes, not seconds.
     uvicorn.run(
-        server.app, host=settings.host, port=settings.port, log_level=log_level, access_log=False
+        server.app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        access_log=False,
+        ws_ping_interval=30,
+        ws_ping_timeout=300,
     )

@@ -66,6 +66,17 @@ class SandboxPage:
 
 
 @dataclass(frozen=True)
+class StartProcess:
+    command: str | list[str] | None
+    cwd: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    pty: tuple[int, int] | None = None
+    max_run_after_disconnect: float | None = None
+    scrollback_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class CommandOutcome:
     stdout: bytes
     stderr: bytes

@@ -18,12 +18,19 @@ from typing import Any
 from sandlot.core import ids
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
-from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxPage, SandboxView
+from sandlot.core.models import (
+    CommandOutcome,
+    CreateSandbox,
+    SandboxPage,
+    SandboxView,
+    StartProcess,
+)
 from sandlot.core.pool import Connector, WarmPool, start_sandbox, template_spec
-from sandlot.core.session import SandboxSession
+from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
 from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
     CommandTimeoutError,
+    InvalidConfigError,
     SandboxNotFoundError,
     SandboxUnavailableError,
     SandlotError,
@@ -35,6 +42,11 @@ from sandlot.store.tables import SandboxRow
 from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)
+
+DEFAULT_SHELL = ["/bin/bash", "-l"]
+FIRST_ATTACH_GRACE = 5.0
+"""Seconds a new process's output waits for its first attachment before it runs free
+into the scrollback ring: a client that starts and then attaches loses nothing."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +231,7 @@ class SandboxService:
             timeout=timeout or self._exec_timeout,
             max_output=self._exec_output_limit,
         )
+        self.record_completion(org_id, sandbox_id, command, result)
         if result.timed_out:
             raise CommandTimeoutError(
                 f"command did not finish within {timeout or self._exec_timeout} s and was killed",
@@ -263,6 +276,55 @@ class SandboxService:
     ) -> dict[str, Any]:
         session = await self.session(org_id, sandbox_id)
         return await session.write_file(path, chunks, mode=mode)
+
+    # ---- background processes and terminals ------------------------------------------
+
+    async def start_process(
+        self, org_id: str, sandbox_id: str, request: StartProcess
+    ) -> dict[str, Any]:
+        """Start a process the sandbox's agent owns; it outlives the caller's connection."""
+        live = await self._live_sandbox(org_id, sandbox_id)
+        command = request.command
+        if command is None:
+            if request.pty is None:
+                raise InvalidConfigError("command is required unless a pty is asked for")
+            command = DEFAULT_SHELL
+        return await live.session.start_process(
+            command,
+            cwd=request.cwd,
+            env={**live.env, **request.env},
+            timeout=request.timeout,
+            pty=request.pty,
+            max_run_after_disconnect=request.max_run_after_disconnect,
+            scrollback=request.scrollback_bytes,
+            hold_until_attach=FIRST_ATTACH_GRACE,
+        )
+
+    async def attach(self, org_id: str, sandbox_id: str, process_id: str) -> AttachmentLike:
+        return await (await self.session(org_id, sandbox_id)).attach(process_id)
+
+    def touch(self, sandbox_id: str) -> None:
+        """Record activity that bypasses the service (stdin and output of an attachment)."""
+        if sandbox_id in self._live:
+            self.last_activity[sandbox_id] = time.monotonic()
+
+    def record_completion(
+        self, org_id: str, sandbox_id: str, command: object, result: ExecResultLike
+    ) -> None:
+        self.events.publish(
+            Event(
+                "exec.completed",
+                sandbox_id,
+                org_id,
+                {
+                    "command": command,
+                    "exitCode": result.exit_code,
+                    "signal": result.signal,
+                    "durationMs": result.duration_ms,
+                    "timedOut": result.timed_out,
+                },
+            )
+        )
 
     def usage(self, org_id: str, sandbox_id: str) -> dict[str, int]:
         view = self.get(org_id, sandbox_id)

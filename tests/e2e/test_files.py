@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-from pathlib import Path
 
 import pytest
 
 from sandlot import Sandbox
 from sandlot.errors import FileExistsInSandboxError, FileNotFoundInSandboxError, FileOperationError
-from sandlot.testing import ServerProcess
+from sandlot.testing import ServerProcess, process_memory_mb
 
 
 def test_write_read_text_and_bytes(sandbox: Sandbox) -> None:
@@ -111,13 +110,6 @@ class HashingSink(io.RawIOBase):
         return len(data)
 
 
-def peak_rss_mb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) // 1024
-    raise AssertionError("no VmHWM")
-
-
 def test_large_upload_and_download_are_streamed(sandbox: Sandbox, server: ServerProcess) -> None:
     size = 512 * 1024 * 1024
     assert server.proc is not None
@@ -130,4 +122,4 @@ def test_large_upload_and_download_are_streamed(sandbox: Sandbox, server: Server
     sandbox.files.download("/workspace/big.bin", sink)
     assert sink.size == size and sink.sha.hexdigest() == source.sha.hexdigest()
     # Neither direction may hold the file: the server's peak RSS stays far below its size.
-    assert peak_rss_mb(server.proc.pid) < 256
+    assert process_memory_mb(server.proc.pid, "VmHWM") < 256
