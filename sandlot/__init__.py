@@ -25,6 +25,7 @@ from sandlot.errors import (
     InvalidStateError,
     NotFoundError,
     PermissionDeniedError,
+    ProcessNotFoundError,
     RateLimitedError,
     ResourceExhaustedError,
     SandboxNotFoundError,
@@ -35,10 +36,16 @@ from sandlot.errors import (
 
 if TYPE_CHECKING:
     from sandlot.sdk import (
+        AsyncCommandHandle,
+        AsyncPtyHandle,
         AsyncSandbox,
         AsyncSandlot,
+        CommandHandle,
         CommandResult,
         EntryInfo,
+        OutputChunk,
+        ProcessInfo,
+        PtyHandle,
         Sandbox,
         SandboxInfo,
         Sandlot,
@@ -48,10 +55,16 @@ __version__ = "0.1.0"
 
 _SDK_NAMES = frozenset(
     {
+        "AsyncCommandHandle",
+        "AsyncPtyHandle",
         "AsyncSandbox",
         "AsyncSandlot",
+        "CommandHandle",
         "CommandResult",
         "EntryInfo",
+        "OutputChunk",
+        "ProcessInfo",
+        "PtyHandle",
         "Sandbox",
         "SandboxInfo",
         "Sandlot",
@@ -59,9 +72,12 @@ _SDK_NAMES = frozenset(
 )
 
 __all__ = [
+    "AsyncCommandHandle",
+    "AsyncPtyHandle",
     "AsyncSandbox",
     "AsyncSandlot",
     "AuthenticationError",
+    "CommandHandle",
     "CommandResult",
     "CommandTimeoutError",
     "EntryInfo",
@@ -72,7 +88,11 @@ __all__ = [
     "InvalidConfigError",
     "InvalidStateError",
     "NotFoundError",
+    "OutputChunk",
     "PermissionDeniedError",
+    "ProcessInfo",
+    "ProcessNotFoundError",
+    "PtyHandle",
     "RateLimitedError",
     "ResourceExhaustedError",
     "Sandbox",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -17,7 +18,7 @@ from sandlot.errors import SandlotError
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from sandlot.sdk import EntryInfo, SandboxInfo
+    from sandlot.sdk import EntryInfo, ProcessInfo, SandboxInfo
 
 
 def print_json(data: Any) -> None:
@@ -105,6 +106,42 @@ def entry_table(entries: Sequence[EntryInfo], *, full_paths: bool) -> None:
             name += f" -> {entry.symlink_target}"
         table.add_row(_filemode(entry), str(entry.size), _when(entry.mtime), name)
     _console().print(table)
+
+
+def process_table(processes: Sequence[ProcessInfo]) -> None:
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    table.add_column("ID", no_wrap=True)
+    table.add_column("PID", justify="right", no_wrap=True)
+    table.add_column("STATUS", no_wrap=True)
+    table.add_column("PTY", no_wrap=True)
+    table.add_column("STARTED", no_wrap=True)
+    table.add_column("CWD", no_wrap=True)
+    table.add_column("COMMAND", overflow="fold", ratio=1)
+    for proc in processes:
+        command = proc.command if isinstance(proc.command, str) else shlex.join(proc.command)
+        table.add_row(
+            proc.id,
+            str(proc.pid),
+            process_status(proc),
+            "yes" if proc.pty else "no",
+            _when(proc.started_at),
+            proc.cwd,
+            command,
+        )
+    _console().print(table)
+
+
+def process_status(proc: ProcessInfo) -> str:
+    """ "running", or how it ended: "exited 0", "killed SIGTERM", "timed out"."""
+    if proc.status == "running":
+        return "running"
+    if proc.timed_out:
+        return "timed out"
+    if proc.exit_code is None and proc.signal:
+        return f"killed {proc.signal}"
+    return f"exited {proc.exit_code}"
 
 
 def _console() -> Console:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import signal
 import sys
-from typing import TYPE_CHECKING, Annotated, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, NoReturn, cast
 
 import typer
 
@@ -14,6 +16,7 @@ from sandlot.cli.files import files_app
 from sandlot.cli.output import (
     print_error,
     print_json,
+    process_table,
     reporting_errors,
     sandbox_details,
     sandbox_table,
@@ -21,7 +24,7 @@ from sandlot.cli.output import (
 from sandlot.errors import CommandTimeoutError
 
 if TYPE_CHECKING:
-    from sandlot.sdk import CommandResult, ResourceSpec, SandboxStatus
+    from sandlot.sdk import CommandHandle, CommandResult, ResourceSpec, SandboxStatus
 
 sandbox_app = typer.Typer(
     rich_markup_mode="markdown",
@@ -34,8 +37,14 @@ SandboxId = Annotated[
     str, typer.Argument(help="Sandbox id, e.g. sbx-7k2m9p4q1x.", metavar="ID", show_default=False)
 ]
 
+ProcessId = Annotated[
+    str, typer.Argument(help="Process id, e.g. proc-…", metavar="PROC_ID", show_default=False)
+]
+
 # `timeout` exits with this code when a command overran; exec does the same.
 TIMEOUT_EXIT_CODE = 124
+# What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
+INTERRUPTED_EXIT_CODE = 130
 
 
 def parse_pairs(pairs: list[str], option: str) -> dict[str, str]:
@@ -196,6 +205,9 @@ def exec_command(
         list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE, repeatable.")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds before the command is killed.")] = 60.0,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print the output as it comes, not at the end.")
+    ] = False,
     json_output: Json = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -205,10 +217,22 @@ def exec_command(
     Several words are quoted and run as they are; a single argument holding spaces is
     a shell command line (`sandlot sandbox exec ID -- 'ls | wc -l'`). A command that
     runs past --timeout is killed and exits 124 after printing what it wrote.
+    With --stream, stdout and stderr are passed on as they come; Ctrl-C then stops
+    the command (SIGTERM).
     """
     env_vars = parse_pairs(env or [], "--env")
+    if stream and json_output:
+        raise typer.BadParameter("--stream prints raw output; it cannot be combined with --json")
     with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
         sbx = client.sandboxes.get(sandbox_id)
+        if stream:
+            handle = sbx.commands.run(
+                command_line(command), background=True, cwd=cwd, env=env_vars, timeout=timeout
+            )
+            with handle:
+                # Like exec without --stream, the command gets no input.
+                handle.close_stdin()
+                _follow(handle, on_interrupt="kill")
         try:
             result = sbx.commands.run(command_line(command), cwd=cwd, env=env_vars, timeout=timeout)
         except CommandTimeoutError as err:
@@ -239,6 +263,117 @@ def destroy(
         print_json(sbx.info.to_api())
     else:
         typer.echo(f"{sbx.id} {sbx.status}")
+
+
+@sandbox_app.command("ps")
+def ps(
+    ctx: typer.Context,
+    sandbox_id: SandboxId,
+    include_exited: Annotated[
+        bool, typer.Option("--all", "-a", help="Include processes that have exited.")
+    ] = False,
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """List the processes started in a sandbox through Sandlot (background and shells)."""
+    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
+        processes = client.sandboxes.get(sandbox_id).commands.list(include_exited=include_exited)
+    if json_output:
+        print_json([proc.to_api() for proc in processes])
+    else:
+        process_table(processes)
+
+
+@sandbox_app.command("shell")
+def shell(
+    ctx: typer.Context,
+    sandbox_id: SandboxId,
+    cwd: Annotated[
+        str | None, typer.Option(help="Working directory.", show_default="/root")
+    ] = None,
+    command: Annotated[
+        str | None,
+        typer.Option(help="Run this instead of a login shell.", show_default="bash -l"),
+    ] = None,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Open an interactive terminal in a sandbox; exits with the shell's status.
+
+    The terminal keeps the size of yours. With stdin not a terminal, its contents
+    are typed into the shell (`echo 'uname -a; exit' | sandlot sandbox shell ID`).
+    """
+    from sandlot.cli.terminal import run_terminal, terminal_size
+
+    cols, rows = terminal_size()
+    with reporting_errors(as_json=False), open_client(ctx, api_url, api_key) as client:
+        sbx = client.sandboxes.get(sandbox_id)
+        term = sbx.pty.create(
+            cols=cols,
+            rows=rows,
+            cwd=cwd,
+            env={"TERM": os.environ.get("TERM") or "xterm-256color"},
+            command=command,
+        )
+        with term:
+            _exit_with(lambda: run_terminal(term))
+
+
+@sandbox_app.command("attach")
+def attach(
+    ctx: typer.Context,
+    sandbox_id: SandboxId,
+    process_id: ProcessId,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Re-attach to a process: its recent output, then live output until it exits.
+
+    A terminal process (one started by `shell`) becomes interactive again when
+    stdin is a terminal. Ctrl-C detaches from a process without a terminal, which
+    keeps running.
+    """
+    from sandlot.cli.terminal import run_terminal, terminal_size
+
+    with reporting_errors(as_json=False), open_client(ctx, api_url, api_key) as client:
+        sbx = client.sandboxes.get(sandbox_id)
+        if sbx.commands.get(process_id).pty and sys.stdin.isatty():
+            with sbx.pty.connect(process_id) as term:
+                term.resize(*terminal_size())
+                _exit_with(lambda: run_terminal(term))
+        with sbx.commands.connect(process_id) as handle:
+            _follow(handle, on_interrupt="detach")
+
+
+def _follow(handle: CommandHandle, *, on_interrupt: str) -> NoReturn:
+    """Copy the output to the matching file descriptors, then exit as the process did."""
+
+    def copy_output() -> CommandResult:
+        for chunk in handle.stream():
+            target = sys.stderr.buffer if chunk.stream == "stderr" else sys.stdout.buffer
+            target.write(chunk.data)
+            target.flush()
+        return handle.wait()
+
+    try:
+        _exit_with(copy_output)
+    except KeyboardInterrupt:
+        if on_interrupt == "kill":
+            handle.kill("SIGTERM")
+        else:
+            typer.echo(f"\ndetached; {handle.id} keeps running", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT_CODE) from None
+
+
+def _exit_with(follow: Callable[[], CommandResult]) -> NoReturn:
+    """Run `follow` to the process's end and exit with its status (124 if it timed out)."""
+    try:
+        result = follow()
+    except CommandTimeoutError as err:
+        print_error(err, as_json=False)
+        raise typer.Exit(TIMEOUT_EXIT_CODE) from None
+    raise typer.Exit(exit_code_of(result))
 
 
 def _echo_output(stdout: str, stderr: str) -> None:

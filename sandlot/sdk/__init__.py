@@ -5,6 +5,8 @@
     with Sandbox.create(template="base") as sbx:
         result = sbx.commands.run("python3 -c 'print(6 * 7)'")
         sbx.files.write("/workspace/app.py", "print('hi')")
+        server = sbx.commands.run("python3 -m http.server", background=True)
+        for chunk in server.stream(): ...
 
 Everything public is re-exported here; the underscore modules are internal.
 """
@@ -24,13 +26,19 @@ from sandlot.sdk._models import (
     CommandResult,
     EntryInfo,
     EntryType,
+    OutputChunk,
+    ProcessInfo,
+    ProcessStatus,
     Resources,
     ResourceSpec,
     SandboxInfo,
     SandboxStatus,
     SandboxUsage,
     ServerHealth,
+    StreamName,
 )
+from sandlot.sdk._process import AsyncCommandHandle, AsyncPtyHandle, CommandHandle, PtyHandle
+from sandlot.sdk._pty import AsyncPty, Pty
 from sandlot.sdk._sandbox import (
     AsyncSandbox,
     AsyncSandboxCreation,
@@ -41,18 +49,27 @@ from sandlot.sdk._sandbox import (
 
 __all__ = [
     "DEFAULT_API_URL",
+    "AsyncCommandHandle",
     "AsyncCommands",
     "AsyncFiles",
+    "AsyncPty",
+    "AsyncPtyHandle",
     "AsyncSandbox",
     "AsyncSandboxCreation",
     "AsyncSandboxes",
     "AsyncSandlot",
     "ClientConfig",
+    "CommandHandle",
     "CommandResult",
     "Commands",
     "EntryInfo",
     "EntryType",
     "Files",
+    "OutputChunk",
+    "ProcessInfo",
+    "ProcessStatus",
+    "Pty",
+    "PtyHandle",
     "ResourceSpec",
     "Resources",
     "Sandbox",
@@ -62,6 +79,7 @@ __all__ = [
     "Sandboxes",
     "Sandlot",
     "ServerHealth",
+    "StreamName",
     "credentials_path",
     "load_credentials",
     "resolve_config",

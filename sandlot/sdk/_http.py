@@ -9,22 +9,30 @@ they share lives in `_TransportBase`.
 from __future__ import annotations
 
 import enum
+import json
 import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, Generic, Literal, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 import httpx
 
 from sandlot import __version__
 from sandlot.errors import InternalError, SandlotError, error_from_payload
+from sandlot.sdk._attach import websocket_url
 from sandlot.sdk._config import ClientConfig
+
+if TYPE_CHECKING:
+    from websockets.asyncio.client import ClientConnection as AsyncWebSocket
+    from websockets.sync.client import ClientConnection as SyncWebSocket
 
 T = TypeVar("T")
 
 CHUNK_SIZE = 1024 * 1024
+# The largest message the server may send: a whole scrollback replayed at once.
+MAX_WEBSOCKET_MESSAGE = 64 * 1024 * 1024 + 1
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
 
 Content = str | bytes | IO[bytes]
@@ -128,6 +136,44 @@ class _TransportBase:
                 retryable=True,
             ) from exc
 
+    def _websocket_options(self) -> dict[str, Any]:
+        return {
+            "additional_headers": {"X-API-Key": self.config.api_key},
+            "user_agent_header": _user_agent(),
+            "open_timeout": self.timeout.connect,
+            # Output is read only as fast as the caller consumes it; a keepalive ping
+            # would time out behind unread output and drop a healthy attachment.
+            "ping_interval": None,
+            "max_size": MAX_WEBSOCKET_MESSAGE,
+        }
+
+    @contextmanager
+    def _translating_websocket_errors(self, url: str) -> Iterator[None]:
+        from websockets.exceptions import InvalidHandshake, InvalidStatus, WebSocketException
+
+        where = {"apiUrl": self.api_url}
+        try:
+            yield
+        except InvalidStatus as exc:
+            raise _error_from_handshake(url, exc.response.status_code, exc.response.body) from exc
+        except (InvalidHandshake, WebSocketException) as exc:
+            raise InternalError(
+                f"the WebSocket to {url} could not be opened ({exc})", details=where, retryable=True
+            ) from exc
+        except TimeoutError as exc:
+            raise InternalError(
+                f"the Sandlot server at {self.api_url} did not answer in time",
+                details=where,
+                retryable=True,
+            ) from exc
+        except OSError as exc:
+            raise InternalError(
+                f"cannot reach the Sandlot server at {self.api_url} ({exc}); "
+                "start one with `sandlot serve` or point SANDLOT_API_URL at it",
+                details=where,
+                retryable=True,
+            ) from exc
+
     @staticmethod
     def _parse(call: Call[T], response: httpx.Response) -> T:
         if response.is_error:
@@ -186,6 +232,15 @@ class SyncTransport(_TransportBase):
                 response.close()
         return written
 
+    def open_websocket(self, path: str) -> SyncWebSocket:
+        from websockets.sync.client import connect
+
+        url = websocket_url(self.api_url, path)
+        with self._translating_websocket_errors(url):
+            # `legacy=True`: the connection itself, not a context manager for it.
+            connection: SyncWebSocket = connect(url, legacy=True, **self._websocket_options())
+        return connection
+
     def close(self) -> None:
         if self._owns_http:
             self._http.close()
@@ -232,6 +287,13 @@ class AsyncTransport(_TransportBase):
                 await response.aclose()
         return written
 
+    async def open_websocket(self, path: str) -> AsyncWebSocket:
+        from websockets.asyncio.client import connect
+
+        url = websocket_url(self.api_url, path)
+        with self._translating_websocket_errors(url):
+            return await connect(url, **self._websocket_options())
+
     async def close(self) -> None:
         if self._owns_http:
             await self._http.aclose()
@@ -255,6 +317,21 @@ def error_from_response(response: httpx.Response) -> SandlotError:
     if retry_after is not None:
         err.details.setdefault("retryAfter", retry_after)
     return err
+
+
+def _error_from_handshake(url: str, status: int, body: bytes | bytearray | None) -> SandlotError:
+    """The exception a refused WebSocket handshake describes in its body, if it does."""
+    try:
+        payload = json.loads(body or b"").get("error")
+    except (ValueError, AttributeError):
+        payload = None
+    if isinstance(payload, dict):
+        return error_from_payload(payload)
+    return InternalError(
+        f"HTTP {status} instead of a WebSocket from {url}",
+        details={"status": status},
+        retryable=status >= 500,
+    )
 
 
 def _malformed(response: httpx.Response, why: str) -> InternalError:

@@ -7,6 +7,7 @@ server are ignored so an older SDK keeps working.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypedDict
 
@@ -17,6 +18,8 @@ from sandlot.errors import InvalidConfigError
 
 SandboxStatus = Literal["creating", "running", "paused", "stopping", "terminated", "error"]
 EntryType = Literal["file", "dir", "symlink", "other"]
+ProcessStatus = Literal["running", "exited"]
+StreamName = Literal["stdout", "stderr", "pty"]
 
 
 class _Model(BaseModel):
@@ -70,6 +73,39 @@ class CommandResult(_Model):
     oom_killed: bool = False
     truncated: bool = False
     """The server kept only the last bytes of an output larger than its limit."""
+
+
+class ProcessInfo(_Model):
+    """A process started through Sandlot (in the background or on a terminal).
+
+    The exit fields are set once `status` is "exited"; `exit_code` is `None` when a
+    signal ended it, and `timed_out` says the server killed it at its deadline.
+    """
+
+    id: str
+    pid: int
+    command: str | list[str]
+    cwd: str
+    pty: bool
+    started_at: datetime
+    status: ProcessStatus
+    exit_code: int | None = None
+    signal: str | None = None
+    duration_ms: float | None = None
+    timed_out: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputChunk:
+    """Bytes a process wrote, as they arrived: `stream` is "pty" for a terminal."""
+
+    stream: StreamName
+    data: bytes
+
+    @property
+    def text(self) -> str:
+        """The bytes as UTF-8; a character split across two chunks shows as U+FFFD."""
+        return self.data.decode("utf-8", "replace")
 
 
 class EntryInfo(_Model):

@@ -1,4 +1,5 @@
-"""Sandboxes: create, find, inspect and destroy them; reach their commands and files.
+"""Sandboxes: create, find, inspect and destroy them; reach their commands, files and
+terminals.
 
 `Sandbox` and `AsyncSandbox` share `_SandboxBase`; `Sandboxes` and `AsyncSandboxes`
 (`client.sandboxes`) share the call builders below. A sandbox made through the class
@@ -27,6 +28,7 @@ from sandlot.sdk._models import (
     SandboxUsage,
     resources_to_api,
 )
+from sandlot.sdk._pty import AsyncPty, Pty
 
 if TYPE_CHECKING:
     from sandlot.sdk._client import AsyncSandlot, Sandlot
@@ -133,6 +135,7 @@ class Sandbox(_SandboxBase[SyncTransport]):
         super().__init__(info, transport, owns_transport=owns_transport)
         self.commands = Commands(info.id, transport)
         self.files = Files(info.id, transport)
+        self.pty = Pty(info.id, transport)
 
     @classmethod
     def create(
@@ -249,6 +252,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         super().__init__(info, transport, owns_transport=owns_transport)
         self.commands = AsyncCommands(info.id, transport)
         self.files = AsyncFiles(info.id, transport)
+        self.pty = AsyncPty(info.id, transport)
 
     @classmethod
     def create(

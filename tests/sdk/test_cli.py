@@ -111,7 +111,8 @@ def test_parse_mode() -> None:
 def test_startup_does_not_load_the_sdk_or_the_server() -> None:
     code = (
         "import sys, sandlot.cli.app; "
-        "print([m for m in ('httpx', 'fastapi', 'sqlalchemy', 'uvicorn') if m in sys.modules])"
+        "print([m for m in ('httpx', 'websockets', 'fastapi', 'sqlalchemy', 'uvicorn') "
+        "if m in sys.modules])"
     )
     loaded = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
