@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core
+from bench import core, processes
 
 
 def main() -> None:
@@ -13,9 +13,15 @@ def main() -> None:
     core_parser = sub.add_parser("core", help="create-to-first-command, exec round trip, file I/O")
     core_parser.add_argument("--runs", type=int, default=20)
     core_parser.add_argument("--file-mib", type=int, default=100)
+    proc_parser = sub.add_parser("processes", help="streaming, first byte, background processes")
+    proc_parser.add_argument("--runs", type=int, default=20)
+    proc_parser.add_argument("--stream-mib", type=int, default=200)
+    proc_parser.add_argument("--background", type=int, default=100)
     args = parser.parse_args()
     if args.suite == "core":
         core.run(runs=args.runs, file_mib=args.file_mib)
+    elif args.suite == "processes":
+        processes.run(runs=args.runs, stream_mib=args.stream_mib, background=args.background)
 
 
 main()
