@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import errors
@@ -27,6 +28,26 @@ HIGH_WATER = OUTPUT_READ_SIZE
 """Queued bytes at which the attachment stops the process's output until it catches up."""
 FRAME_TARGET = 64 * 1024
 """Chunks smaller than this are merged with the next ones of the same stream."""
+
+
+def feed_process(
+    proc: ManagedProcess,
+    frame: Frame,
+    consumed: Callable[[int], None],
+    deliver: Callable[[int], None],
+) -> None:
+    """Apply a client's frame to a process: stdin data, end of stdin, or a signal that
+    `deliver` sends (to the process, or to its whole group)."""
+    kind = frame.type
+    if kind == DATA:
+        proc.write_stdin(frame.payload, consumed)
+    elif kind == END:
+        proc.close_stdin()
+    elif kind == SIGNAL:
+        try:
+            deliver(parse_signal(frame.header.get("signal", "")))
+        except errors.AgentError as exc:
+            log.warning("ignoring signal frame: %s", exc.message)
 
 
 class Attachment:
@@ -106,13 +127,4 @@ class Attachment:
             self._wakeup.set_result(None)
 
     def _on_frame(self, frame: Frame) -> None:
-        kind = frame.type
-        if kind == DATA:
-            self._proc.write_stdin(frame.payload, self._stream.consumed)
-        elif kind == END:
-            self._proc.close_stdin()
-        elif kind == SIGNAL:
-            try:
-                self._proc.signal_group(parse_signal(frame.header.get("signal", "")))
-            except errors.AgentError as exc:
-                log.warning("ignoring signal frame: %s", exc.message)
+        feed_process(self._proc, frame, self._stream.consumed, self._proc.signal_group)

@@ -13,9 +13,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, errors, files
-from .attachments import Attachment
+from .attachments import Attachment, feed_process
 from .processes import ManagedProcess, Terminal, parse_signal
-from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, SIGNAL, Frame
+from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, Frame
 from .scrollback import DEFAULT_SCROLLBACK, MAX_SCROLLBACK
 
 if TYPE_CHECKING:
@@ -90,16 +90,7 @@ class _ProcessBridge:
             self._proc.release_output(self)
 
     def _on_frame(self, frame: Frame) -> None:
-        kind = frame.type
-        if kind == DATA:
-            self._proc.write_stdin(frame.payload, self._stream.consumed)
-        elif kind == END:
-            self._proc.close_stdin()
-        elif kind == SIGNAL:
-            try:
-                self._proc.send_signal(parse_signal(frame.header.get("signal", "")))
-            except errors.AgentError as exc:
-                log.warning("ignoring signal frame: %s", exc.message)
+        feed_process(self._proc, frame, self._stream.consumed, self._proc.send_signal)
 
 
 async def start_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
