@@ -330,7 +330,7 @@ async def test_terminal_close_stdin_sends_eof(agent: RunningAgent) -> None:
 async def test_output_is_binary_safe_and_ordered_per_stream(agent: RunningAgent) -> None:
     script = r"printf '\377\376\000\200'; seq 1 200000; seq 1 50000 >&2"
     async with connected(agent) as client:
-        info = await client.start_process(script, scrollback=64)
+        info = await client.start_process(script, scrollback=64, hold_until_attach=5)
         chunks = await collect(await client.attach(info["process_id"]))
     numbers = "".join(f"{i}\n" for i in range(1, 200001)).encode()
     assert joined(chunks, "stdout") == b"\xff\xfe\x00\x80" + numbers
@@ -344,7 +344,7 @@ async def test_slow_consumer_bounds_the_agents_memory(own_agent: RunningAgent) -
         await client.exec("true")
         baseline = vm_rss_kib(own_agent.pid)
         writer = f"import sys; sys.stdout.buffer.write(bytes(range(256)) * {size // 256})"
-        info = await client.start_process(["python3", "-c", writer])
+        info = await client.start_process(["python3", "-c", writer], hold_until_attach=5)
         attachment = await client.attach(info["process_id"])
         peak = 0
         received = 0
