@@ -366,6 +366,8 @@ class UsageOut(Model):
     memory_limit_bytes: int
     pids: int
     oom_kills: int
+    disk_bytes: int = Field(description="Bytes used in the sandbox's writable layer.")
+    disk_limit_bytes: int = Field(description="Size of the writable layer: the disk quota.")
 
 
 class HealthOut(Model):

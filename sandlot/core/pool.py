@@ -90,8 +90,11 @@ class WarmPool:
         self._filling: dict[str, asyncio.Task[None]] = {}
         self._discarding: set[asyncio.Task[None]] = set()  # held so they are not collected
 
-    def take(self, template: Template) -> WarmSandbox | None:
-        """A warm sandbox of exactly this template version, if one is ready."""
+    def take(self, template: Template, wanted: Resources) -> WarmSandbox | None:
+        """A warm sandbox of exactly this template version, if one is ready and has the
+        wanted disk size (CPU, memory and pids can change on hand-over; a disk cannot)."""
+        if wanted.disk_mb != WARM_RESOURCES.disk_mb:
+            return None
         ready = self._ready.get(template.name)
         while ready:
             warm = ready.popleft()

@@ -92,7 +92,7 @@ class SandboxService:
 
     async def create(self, org_id: str, request: CreateSandbox) -> SandboxView:
         template = self.templates.get(request.template)
-        warm = self.pool.take(template) if self.pool is not None else None
+        warm = self.pool.take(template, request.resources) if self.pool is not None else None
         sandbox_id = warm.sandbox_id if warm is not None else ids.new_sandbox_id()
         try:
             cpus = await self._admit(org_id, sandbox_id, template, request)
@@ -336,6 +336,8 @@ class SandboxService:
             "memoryLimitBytes": u.memory_limit_bytes,
             "pids": u.pids,
             "oomKills": u.oom_kills,
+            "diskBytes": u.disk_bytes,
+            "diskLimitBytes": u.disk_limit_bytes,
         }
 
     # ---- start-up, supervision, shut-down ----------------------------------------------

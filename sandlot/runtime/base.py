@@ -39,7 +39,8 @@ class Runtime(Protocol):
         """Stop every process and remove everything created for the sandbox; idempotent."""
 
     async def update(self, sandbox_id: str, resources: Resources, cpus: str | None) -> None:
-        """Apply new limits to a running sandbox (a warm one being handed over)."""
+        """Apply new CPU, memory and pids limits to a running sandbox (a warm one being
+        handed over). The disk keeps the size it was created with."""
 
     async def status(self, sandbox_id: str) -> RuntimeStatus: ...
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import compileall
+import dataclasses
 import hashlib
 import json
 import os
@@ -37,6 +38,7 @@ from sandlot.runtime.bundle import (
     oci_config,
 )
 from sandlot.runtime.cgroups import kill_cgroup, read_usage, remove_cgroup
+from sandlot.runtime.disks import create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mount_overlay, mounts_under, unmount
 from sandlot.runtime.reaping import become_subreaper, reap
 from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage, host_cpus
@@ -101,6 +103,14 @@ class OciRuntime:
     def disk_dir(self, sandbox_id: str) -> Path:
         return self.disks_root / sandbox_id
 
+    def disk_image(self, sandbox_id: str) -> Path:
+        """The sparse image holding the sandbox's writable layer: its disk quota."""
+        return self.disk_dir(sandbox_id) / "disk.img"
+
+    def layer_dir(self, sandbox_id: str) -> Path:
+        """Where the disk image is mounted: `upper/` and `work/` of the overlay."""
+        return self.bundle_dir(sandbox_id) / "disk"
+
     def agent_endpoint(self, sandbox_id: str) -> Path:
         return self.bundle_dir(sandbox_id) / "run" / "agent.sock"
 
@@ -122,7 +132,8 @@ class OciRuntime:
     async def create(self, spec: SandboxSpec) -> None:
         bundle = self.bundle_dir(spec.sandbox_id)
         try:
-            self.prepare_bundle(spec)
+            # mkfs and mount(8) block for a few milliseconds: keep them off the loop.
+            await asyncio.to_thread(self.prepare_bundle, spec)
             await self._start(bundle, spec.sandbox_id)
         except BaseException:
             await self.destroy(spec.sandbox_id)
@@ -134,19 +145,24 @@ class OciRuntime:
         `process_args` replaces the agent, for measuring runc alone.
         """
         bundle = self.bundle_dir(spec.sandbox_id)
-        disk = self.disk_dir(spec.sandbox_id)
         bundle.mkdir(mode=0o711)
-        disk.mkdir(mode=0o700)
-        for path in (disk / "upper", disk / "work", bundle / "rootfs", bundle / "run"):
+        self.disk_dir(spec.sandbox_id).mkdir(mode=0o700)
+        for path in (bundle / "disk", bundle / "rootfs", bundle / "run"):
+            path.mkdir()
+        image = self.disk_image(spec.sandbox_id)
+        create_disk(image, spec.resources.disk_mb, self.uid_offset)
+        mount_disk(image, bundle / "disk")
+        layer = self.layer_dir(spec.sandbox_id)
+        for path in (layer / "upper", layer / "work"):
             path.mkdir()
         (bundle / "etc").mkdir(mode=0o755)
         for name, text in identity_files(spec.sandbox_id).items():
             (bundle / "etc" / name).write_text(text)
             os.chown(bundle / "etc" / name, self.uid_offset, self.uid_offset)
         # Root inside owns its writable layer and the agent's socket directory.
-        for path in (disk / "upper", bundle / "run"):
+        for path in (layer / "upper", bundle / "run"):
             os.chown(path, self.uid_offset, self.uid_offset)
-        mount_overlay(spec.rootfs, disk / "upper", disk / "work", bundle / "rootfs")
+        mount_overlay(spec.rootfs, layer / "upper", layer / "work", bundle / "rootfs")
         config = oci_config(
             spec, agent_dir=self.agent_dir, run_dir=bundle / "run", etc_dir=bundle / "etc"
         )
@@ -221,7 +237,10 @@ class OciRuntime:
             shutil.rmtree(self.run_root, ignore_errors=True)
 
     def usage(self, sandbox_id: str) -> SandboxUsage:
-        return read_usage(cgroups_path(sandbox_id))
+        used, size = disk_usage(self.layer_dir(sandbox_id))
+        return dataclasses.replace(
+            read_usage(cgroups_path(sandbox_id)), disk_bytes=used, disk_limit_bytes=size
+        )
 
 
 def _status_of(runc_status: str) -> RuntimeStatus:

@@ -40,3 +40,5 @@ class SandboxUsage:
     memory_limit_bytes: int
     pids: int
     oom_kills: int
+    disk_bytes: int = 0
+    disk_limit_bytes: int = 0

@@ -137,6 +137,8 @@ class SandboxUsage(_Model):
     memory_limit_bytes: int
     pids: int
     oom_kills: int
+    disk_bytes: int = 0
+    disk_limit_bytes: int = 0
 
 
 class ServerHealth(_Model):

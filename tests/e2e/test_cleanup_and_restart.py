@@ -18,6 +18,9 @@ def host_traces(sandbox_id: str, data_dir: Path) -> list[str]:
     traces = []
     if sandbox_id in Path("/proc/self/mountinfo").read_text():
         traces.append("mount")
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    if sandbox_id in loops:
+        traces.append("loop device")
     traces += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/sandlot/{sandbox_id}")]
     if (data_dir / "sandboxes" / sandbox_id).exists():
         traces.append("disk directory")

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from sandlot import Sandbox, Sandlot
+from sandlot.runtime.oci import run_root_for
 from sandlot.testing import ServerProcess
 
 
@@ -45,7 +46,7 @@ def test_root_inside_is_not_root_outside(sandbox: Sandbox, server: ServerProcess
     assert lines[0] == "0"
     inside, outside, _size = lines[1].split()
     assert inside == "0" and int(outside) >= 100000
-    upper = server.data_dir / "sandboxes" / sandbox.id / "upper" / "made-inside"
+    upper = run_root_for(server.data_dir) / sandbox.id / "disk" / "upper" / "made-inside"
     assert upper.stat().st_uid == int(outside)
     # The host's root-owned files stay out of reach even where the sandbox can see them.
     assert sandbox.commands.run("echo x > /proc/sys/kernel/hostname").exit_code != 0

@@ -42,3 +42,23 @@ def test_fork_bomb_is_contained(client: Sandlot) -> None:
         count, errno = r.stdout.split()
         assert 1000 < int(count) < 4096 and errno == "11"  # EAGAIN from the pids controller
         assert sbx.commands.run("echo ok").stdout == "ok\n"  # usable once the bomb is gone
+
+
+def test_disk_quota_is_enforced_inside_not_on_the_host(client: Sandlot) -> None:
+    with Sandbox.create(resources={"disk": "1GB"}, client=client) as sbx:
+        usage = sbx.usage()
+        assert 0.9 * 2**30 < usage.disk_limit_bytes <= 2**30
+        r = sbx.commands.run("dd if=/dev/zero of=/workspace/fill bs=1M count=1200", timeout=120)
+        assert r.exit_code != 0 and "No space left on device" in r.stderr
+        assert sbx.usage().disk_bytes > 0.9 * 2**30
+        sbx.commands.run("rm /workspace/fill")
+        assert (
+            sbx.commands.run("echo fine > /workspace/after; cat /workspace/after").stdout
+            == "fine\n"
+        )
+
+
+def test_a_bigger_disk_than_the_warm_default(client: Sandlot) -> None:
+    with Sandbox.create(resources={"disk": "20GB"}, client=client) as sbx:
+        assert sbx.usage().disk_limit_bytes > 19 * 2**30
+        assert sbx.commands.run("df -h / | tail -1").exit_code == 0
