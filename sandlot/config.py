@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         default=1.0, description="Sum of sandbox memory limits allowed, as a multiple of host RAM."
     )
     supervisor_interval: float = 1.0
+    metrics_interval: float = Field(
+        default=2.0, gt=0, description="Seconds between samples of every sandbox's resource use."
+    )
     warm_pool_size: int = Field(
         default=2, ge=0, description="Started sandboxes kept ready per pooled template; 0 disables."
     )

@@ -78,14 +78,14 @@ def build_server(settings: Settings) -> Server:
         runtime=runtime,
         templates=templates,
         pool=pool,
-        events=EventBus(),
+        events=EventBus(db),
         capacity=Capacity(settings.data_dir, settings.memory_overcommit),
         connect=AgentClient.connect,
         agent_connect_timeout=settings.agent_connect_timeout,
         exec_timeout=settings.exec_timeout,
         exec_output_limit=settings.exec_output_limit,
     )
-    app = create_app(service, db, settings.supervisor_interval)
+    app = create_app(service, db, settings.supervisor_interval, settings.metrics_interval)
     return Server(settings, db, service, app)
 
 

@@ -5,32 +5,44 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI
 
 from sandlot import __version__
 from sandlot.api.deps import Authenticator
 from sandlot.api.errors import install_error_handlers
-from sandlot.api.routes import files, health, processes, sandboxes
+from sandlot.api.routes import events, files, health, monitoring, processes, sandboxes
 from sandlot.core.service import SandboxService
 from sandlot.store.database import Database
 
 log = logging.getLogger(__name__)
 
 
-def create_app(service: SandboxService, db: Database, supervisor_interval: float = 1.0) -> FastAPI:
+def create_app(
+    service: SandboxService,
+    db: Database,
+    supervisor_interval: float = 1.0,
+    metrics_interval: float = 2.0,
+) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        events = asyncio.create_task(service.events.run())
         await service.start()
-        task = asyncio.create_task(_supervise(service, supervisor_interval))
+        tasks = [
+            asyncio.create_task(_every(supervisor_interval, service.supervise_once)),
+            asyncio.create_task(_every(metrics_interval, _sample(service))),
+            asyncio.create_task(_every(3600, _prune(service))),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await service.close()
+            events.cancel()
+            await asyncio.gather(events, return_exceptions=True)
 
     app = FastAPI(
         title="Sandlot",
@@ -41,15 +53,30 @@ def create_app(service: SandboxService, db: Database, supervisor_interval: float
     app.state.service = service
     app.state.authenticator = Authenticator(db)
     install_error_handlers(app)
-    for module in (health, sandboxes, processes, files):
+    for module in (health, sandboxes, processes, files, events, monitoring):
         app.include_router(module.router)
     return app
 
 
-async def _supervise(service: SandboxService, interval: float) -> None:
+async def _every(interval: float, step: Callable[[], Awaitable[object]]) -> None:
+    """Run `step` every `interval` seconds; a failed pass is logged and retried."""
     while True:
         await asyncio.sleep(interval)
         try:
-            await service.supervise_once()
+            await step()
         except Exception:
-            log.exception("supervisor pass failed; retrying next tick")
+            log.exception("periodic %s failed; retrying next tick", step)
+
+
+def _sample(service: SandboxService) -> Callable[[], Awaitable[None]]:
+    async def sample() -> None:
+        service.sample_metrics()
+
+    return sample
+
+
+def _prune(service: SandboxService) -> Callable[[], Awaitable[int]]:
+    async def prune() -> int:
+        return service.events.prune()
+
+    return prune

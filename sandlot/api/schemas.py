@@ -16,6 +16,7 @@ from pydantic.alias_generators import to_camel
 from sandlot.core import resources as limits
 from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView, StartProcess
 from sandlot.core.states import SandboxStatus
+from sandlot.core.usage import UsageRecord
 from sandlot.runtime.spec import Resources
 
 T = TypeVar("T")
@@ -368,6 +369,54 @@ class UsageOut(Model):
     oom_kills: int
     disk_bytes: int = Field(description="Bytes used in the sandbox's writable layer.")
     disk_limit_bytes: int = Field(description="Size of the writable layer: the disk quota.")
+
+
+class MetricsOut(Model):
+    at: datetime
+    cpu_percent: float = Field(description="CPU use as a percentage of the vCPU quota.")
+    mem_percent: float
+    mem_bytes: int
+    mem_limit_bytes: int
+    disk_bytes: int
+    disk_limit_bytes: int
+    net_rx_bytes_per_sec: float
+    net_tx_bytes_per_sec: float
+    pids: int
+
+
+class UsageTotalsOut(Model):
+    runtime_seconds: float
+    vcpu_seconds: float
+    memory_mb_seconds: float
+
+
+class SandboxUsageOut(UsageTotalsOut):
+    id: str
+
+
+class UsageReportOut(Model):
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    sandboxes: list[SandboxUsageOut]
+    total: UsageTotalsOut
+
+    @classmethod
+    def of(cls, start: datetime, end: datetime, records: list[UsageRecord]) -> UsageReportOut:
+        rows = [
+            SandboxUsageOut(
+                id=r.sandbox_id,
+                runtime_seconds=round(r.runtime_seconds, 3),
+                vcpu_seconds=round(r.vcpu_seconds, 3),
+                memory_mb_seconds=round(r.memory_mb_seconds, 3),
+            )
+            for r in records
+        ]
+        total = UsageTotalsOut(
+            runtime_seconds=round(sum(r.runtime_seconds for r in records), 3),
+            vcpu_seconds=round(sum(r.vcpu_seconds for r in records), 3),
+            memory_mb_seconds=round(sum(r.memory_mb_seconds for r in records), 3),
+        )
+        return cls.model_validate({"from": start, "to": end, "sandboxes": rows, "total": total})
 
 
 class HealthOut(Model):

@@ -18,6 +18,7 @@ from typing import Any
 from sandlot.core import ids
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
+from sandlot.core.metrics import MetricsSampler, Sampled
 from sandlot.core.models import (
     CommandOutcome,
     CreateSandbox,
@@ -28,6 +29,7 @@ from sandlot.core.models import (
 from sandlot.core.pool import Connector, WarmPool, start_sandbox, template_spec
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
 from sandlot.core.states import SandboxStatus, check_transition, require_running
+from sandlot.core.usage import UsageRecord, usage_in_window
 from sandlot.errors import (
     CommandTimeoutError,
     InvalidConfigError,
@@ -72,6 +74,7 @@ class SandboxService:
         agent_connect_timeout: float = 10.0,
         exec_timeout: float = 60.0,
         exec_output_limit: int = 64 * 1024 * 1024,
+        sampler: MetricsSampler | None = None,
     ) -> None:
         self.db = db
         self.runtime = runtime
@@ -82,6 +85,7 @@ class SandboxService:
         self._agent_connect_timeout = agent_connect_timeout
         self._exec_timeout = exec_timeout
         self._exec_output_limit = exec_output_limit
+        self.sampler = sampler or MetricsSampler(runtime, events)
         self.pool = pool
         self._live: dict[str, Live] = {}  # what the hot path needs, without the store
         self._admission = asyncio.Lock()
@@ -275,7 +279,44 @@ class SandboxService:
         mode: int | None = None,
     ) -> dict[str, Any]:
         session = await self.session(org_id, sandbox_id)
-        return await session.write_file(path, chunks, mode=mode)
+        entry = await session.write_file(path, chunks, mode=mode)
+        self.events.publish(
+            Event(
+                "file.created", sandbox_id, org_id, {"path": entry["path"], "size": entry["size"]}
+            )
+        )
+        return entry
+
+    # ---- metrics and usage -------------------------------------------------------------
+
+    def sample_metrics(self) -> None:
+        with self.db.session() as s:
+            running = [
+                Sampled(r.id, r.org_id, r.vcpus)
+                for r in sandbox_rows.live(s)
+                if r.status == SandboxStatus.RUNNING.value
+            ]
+        self.sampler.sample(running)
+
+    def metrics(self, org_id: str, sandbox_id: str) -> dict[str, Any]:
+        """The latest sampled figures (sampling now if none are there yet)."""
+        view = self.get(org_id, sandbox_id)
+        require_running(sandbox_id, view.status)
+        latest = self.sampler.latest.get(sandbox_id)
+        if latest is None:
+            self.sampler.sample([Sampled(sandbox_id, org_id, view.resources.vcpus)])
+            latest = self.sampler.latest[sandbox_id]
+        return latest
+
+    def count_by_status(self) -> dict[str, int]:
+        with self.db.session() as s:
+            return sandbox_rows.count_by_status(s)
+
+    def usage_report(self, org_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
+        with self.db.session() as s:
+            rows = sandbox_rows.overlapping(s, org_id, start, end)
+            spans = [(r.id, r.vcpus, r.memory_mb, r.started_at, r.ended_at) for r in rows]
+        return usage_in_window(spans, start, end)
 
     # ---- background processes and terminals ------------------------------------------
 
@@ -456,12 +497,33 @@ class SandboxService:
                 row.ended_at = now
                 self._locks.pop(sandbox_id, None)
             view = SandboxView.of(row)
-        self._publish_status(view.org_id, sandbox_id, status, reason)
+        extra: dict[str, Any] = {}
+        if ended and view.started_at is not None and view.ended_at is not None:
+            runtime = (view.ended_at - view.started_at).total_seconds()
+            extra["runtimeDurationMs"] = round(runtime * 1000, 1)
+            res = view.resources
+            self.events.publish(
+                Event(
+                    "cost.runtime",
+                    sandbox_id,
+                    view.org_id,
+                    {
+                        "runtimeSeconds": round(runtime, 3),
+                        "vcpuSeconds": round(runtime * res.vcpus, 3),
+                        "memoryMbSeconds": round(runtime * res.memory_mb, 3),
+                    },
+                )
+            )
+        self._publish_status(view.org_id, sandbox_id, status, reason, extra)
         return view
 
     def _publish_status(
-        self, org_id: str, sandbox_id: str, status: SandboxStatus, reason: str | None = None
+        self,
+        org_id: str,
+        sandbox_id: str,
+        status: SandboxStatus,
+        reason: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
-        self.events.publish(
-            Event("status", sandbox_id, org_id, {"status": status.value, "reason": reason})
-        )
+        data = {"status": status.value, "reason": reason, **(extra or {})}
+        self.events.publish(Event("status", sandbox_id, org_id, data))

@@ -182,6 +182,8 @@ class OciRuntime:
             str(bundle / "runc.log"),
             "run",
             "--detach",
+            "--pid-file",
+            str(bundle / "init.pid"),
             "--bundle",
             str(bundle),
             sandbox_id,
@@ -238,9 +240,29 @@ class OciRuntime:
 
     def usage(self, sandbox_id: str) -> SandboxUsage:
         used, size = disk_usage(self.layer_dir(sandbox_id))
+        rx, tx = self._net_counters(sandbox_id)
         return dataclasses.replace(
-            read_usage(cgroups_path(sandbox_id)), disk_bytes=used, disk_limit_bytes=size
+            read_usage(cgroups_path(sandbox_id)),
+            disk_bytes=used,
+            disk_limit_bytes=size,
+            net_rx_bytes=rx,
+            net_tx_bytes=tx,
         )
+
+    def _net_counters(self, sandbox_id: str) -> tuple[int, int]:
+        """Bytes received and sent on the sandbox's interfaces, loopback excluded."""
+        try:
+            pid = int((self.bundle_dir(sandbox_id) / "init.pid").read_text())
+            lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
+        except (OSError, ValueError):
+            return 0, 0
+        rx = tx = 0
+        for line in lines:
+            name, _, counters = line.partition(":")
+            if name.strip() != "lo":
+                fields = counters.split()
+                rx, tx = rx + int(fields[0]), tx + int(fields[8])
+        return rx, tx
 
 
 def _status_of(runc_status: str) -> RuntimeStatus:

@@ -42,3 +42,6 @@ class SandboxUsage:
     oom_kills: int
     disk_bytes: int = 0
     disk_limit_bytes: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
+    """Counters of the sandbox's network interfaces other than loopback."""

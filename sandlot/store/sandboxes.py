@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from sandlot.store.tables import SandboxRow
@@ -43,3 +44,21 @@ def page(
 
 def live(session: Session) -> Sequence[SandboxRow]:
     return session.scalars(select(SandboxRow).where(SandboxRow.status.in_(LIVE_STATUSES))).all()
+
+
+def overlapping(
+    session: Session, org_id: str, start: datetime, end: datetime
+) -> Sequence[SandboxRow]:
+    """An organisation's sandboxes that ran at some time within [start, end]."""
+    query = select(SandboxRow).where(
+        SandboxRow.org_id == org_id,
+        SandboxRow.started_at.is_not(None),
+        SandboxRow.started_at <= end,
+        or_(SandboxRow.ended_at.is_(None), SandboxRow.ended_at >= start),
+    )
+    return session.scalars(query.order_by(SandboxRow.started_at)).all()
+
+
+def count_by_status(session: Session) -> dict[str, int]:
+    query = select(SandboxRow.status, func.count()).group_by(SandboxRow.status)
+    return {status: count for status, count in session.execute(query).tuples()}

@@ -76,3 +76,17 @@ class SandboxRow(Base):
 
     def as_dict(self) -> dict[str, Any]:
         return {c.key: getattr(self, c.key) for c in self.__mapper__.column_attrs}
+
+
+class EventRow(Base):
+    """A persisted event; its id is the cursor clients resume from (`since`)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_org_id", "org_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(String(32))
+    sandbox_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    type: Mapped[str] = mapped_column(String(64))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    at: Mapped[datetime] = mapped_column()

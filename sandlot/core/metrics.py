@@ -1,0 +1,85 @@
+"""Resource figures of running sandboxes, sampled once per interval for all of them.
+
+One pass reads each running sandbox's cgroup, disk and network counters, turns the
+deltas since the previous pass into rates, keeps the latest figures (for the metrics
+route and Prometheus) and publishes them as `metrics` events. Subscribers share the
+pass; none of them triggers one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sandlot.core.events import Event, EventBus
+from sandlot.runtime.base import Runtime
+from sandlot.runtime.spec import SandboxUsage
+
+
+@dataclass(frozen=True)
+class Sampled:
+    """A running sandbox as the sampler needs it."""
+
+    sandbox_id: str
+    org_id: str
+    vcpus: int
+
+
+@dataclass(frozen=True)
+class _Reading:
+    at: float
+    usage: SandboxUsage
+
+
+class MetricsSampler:
+    def __init__(self, runtime: Runtime, events: EventBus) -> None:
+        self.runtime = runtime
+        self.events = events
+        self.latest: dict[str, dict[str, Any]] = {}
+        self.owners: dict[str, str] = {}
+        self._previous: dict[str, _Reading] = {}
+
+    def sample(self, running: list[Sampled]) -> None:
+        now = time.monotonic()
+        seen = set()
+        for sbx in running:
+            seen.add(sbx.sandbox_id)
+            try:
+                usage = self.runtime.usage(sbx.sandbox_id)
+            except OSError:
+                continue  # destroyed between listing and reading
+            figures = self._figures(sbx, usage, self._previous.get(sbx.sandbox_id), now)
+            self._previous[sbx.sandbox_id] = _Reading(now, usage)
+            self.latest[sbx.sandbox_id] = figures
+            self.owners[sbx.sandbox_id] = sbx.org_id
+            self.events.publish(Event("metrics", sbx.sandbox_id, sbx.org_id, figures))
+        for gone in set(self._previous) - seen:
+            self._previous.pop(gone, None)
+            self.latest.pop(gone, None)
+            self.owners.pop(gone, None)
+
+    @staticmethod
+    def _figures(
+        sbx: Sampled, usage: SandboxUsage, before: _Reading | None, now: float
+    ) -> dict[str, Any]:
+        cpu = rx = tx = 0.0
+        if before is not None and now > before.at:
+            elapsed = now - before.at
+            cpu = (usage.cpu_ns - before.usage.cpu_ns) / (elapsed * 1e9 * sbx.vcpus) * 100
+            rx = (usage.net_rx_bytes - before.usage.net_rx_bytes) / elapsed
+            tx = (usage.net_tx_bytes - before.usage.net_tx_bytes) / elapsed
+        limit = usage.memory_limit_bytes or 1
+        return {
+            "at": datetime.now(UTC).isoformat(),
+            "cpuPercent": round(max(cpu, 0.0), 2),
+            "memPercent": round(usage.memory_bytes / limit * 100, 2),
+            "memBytes": usage.memory_bytes,
+            "memLimitBytes": usage.memory_limit_bytes,
+            "diskBytes": usage.disk_bytes,
+            "diskLimitBytes": usage.disk_limit_bytes,
+            "netRxBytesPerSec": round(max(rx, 0.0), 1),
+            "netTxBytesPerSec": round(max(tx, 0.0), 1),
+            "pids": usage.pids,
+        }
