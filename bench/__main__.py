@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core, processes
+from bench import core, metrics, processes
 
 
 def main() -> None:
@@ -17,9 +17,14 @@ def main() -> None:
     proc_parser.add_argument("--runs", type=int, default=20)
     proc_parser.add_argument("--stream-mib", type=int, default=200)
     proc_parser.add_argument("--background", type=int, default=100)
+    metrics_parser = sub.add_parser("metrics", help="cost of sampling idle sandboxes")
+    metrics_parser.add_argument("--sandboxes", type=int, default=200)
+    metrics_parser.add_argument("--seconds", type=float, default=20)
     args = parser.parse_args()
     if args.suite == "core":
         core.run(runs=args.runs, file_mib=args.file_mib)
+    elif args.suite == "metrics":
+        metrics.run(sandboxes=args.sandboxes, seconds=args.seconds)
     elif args.suite == "processes":
         processes.run(runs=args.runs, stream_mib=args.stream_mib, background=args.background)
 
