@@ -43,12 +43,15 @@ if TYPE_CHECKING:
         CommandHandle,
         CommandResult,
         EntryInfo,
+        Event,
+        Metrics,
         OutputChunk,
         ProcessInfo,
         PtyHandle,
         Sandbox,
         SandboxInfo,
         Sandlot,
+        Usage,
     )
 
 __version__ = "0.1.0"
@@ -62,12 +65,15 @@ _SDK_NAMES = frozenset(
         "CommandHandle",
         "CommandResult",
         "EntryInfo",
+        "Event",
+        "Metrics",
         "OutputChunk",
         "ProcessInfo",
         "PtyHandle",
         "Sandbox",
         "SandboxInfo",
         "Sandlot",
+        "Usage",
     }
 )
 
@@ -81,12 +87,14 @@ __all__ = [
     "CommandResult",
     "CommandTimeoutError",
     "EntryInfo",
+    "Event",
     "FileExistsInSandboxError",
     "FileNotFoundInSandboxError",
     "FileOperationError",
     "InternalError",
     "InvalidConfigError",
     "InvalidStateError",
+    "Metrics",
     "NotFoundError",
     "OutputChunk",
     "PermissionDeniedError",
@@ -102,6 +110,7 @@ __all__ = [
     "Sandlot",
     "SandlotError",
     "TemplateNotFoundError",
+    "Usage",
     "__version__",
 ]
 

@@ -9,6 +9,7 @@ import typer
 from sandlot import __version__
 from sandlot.cli.connection import ApiKey, ApiUrl, GlobalOptions
 from sandlot.cli.doctor import doctor
+from sandlot.cli.events import events
 from sandlot.cli.sandbox import sandbox_app
 from sandlot.cli.serve import serve
 from sandlot.cli.template import template_app
@@ -45,6 +46,7 @@ app.add_typer(sandbox_app, name="sandbox")
 app.command("serve")(serve)
 app.add_typer(template_app, name="template")
 app.command("doctor")(doctor)
+app.command("events")(events)
 
 
 def main() -> None:

@@ -144,6 +144,17 @@ def process_status(proc: ProcessInfo) -> str:
     return f"exited {proc.exit_code}"
 
 
+def human_bytes(size: float) -> str:
+    """1536 → "1.5 KiB"; whole bytes below 1 KiB."""
+    if abs(size) < 1024:
+        return f"{size:.0f} B"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        size /= 1024
+        if abs(size) < 1024 or unit == "TiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
 def _console() -> Console:
     from rich.console import Console
 

@@ -21,6 +21,7 @@ from sandlot.cli.output import (
     sandbox_details,
     sandbox_table,
 )
+from sandlot.cli.watch import watch
 from sandlot.errors import CommandTimeoutError
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ sandbox_app = typer.Typer(
     help="Create, inspect, run commands in and destroy sandboxes.",
 )
 sandbox_app.add_typer(files_app, name="files")
+sandbox_app.command("watch")(watch)
 
 SandboxId = Annotated[
     str, typer.Argument(help="Sandbox id, e.g. sbx-7k2m9p4q1x.", metavar="ID", show_default=False)

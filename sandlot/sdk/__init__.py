@@ -21,11 +21,15 @@ from sandlot.sdk._config import (
     resolve_config,
     save_credentials,
 )
+from sandlot.sdk._event_stream import AsyncEventStream, EventStream
 from sandlot.sdk._files import AsyncFiles, Files
+from sandlot.sdk._listener import AsyncEventCallback, EventCallback
 from sandlot.sdk._models import (
     CommandResult,
     EntryInfo,
     EntryType,
+    Event,
+    Metrics,
     OutputChunk,
     ProcessInfo,
     ProcessStatus,
@@ -34,8 +38,11 @@ from sandlot.sdk._models import (
     SandboxInfo,
     SandboxStatus,
     SandboxUsage,
+    SandboxUsageRecord,
     ServerHealth,
     StreamName,
+    Usage,
+    UsageTotals,
 )
 from sandlot.sdk._process import AsyncCommandHandle, AsyncPtyHandle, CommandHandle, PtyHandle
 from sandlot.sdk._pty import AsyncPty, Pty
@@ -51,6 +58,8 @@ __all__ = [
     "DEFAULT_API_URL",
     "AsyncCommandHandle",
     "AsyncCommands",
+    "AsyncEventCallback",
+    "AsyncEventStream",
     "AsyncFiles",
     "AsyncPty",
     "AsyncPtyHandle",
@@ -64,7 +73,11 @@ __all__ = [
     "Commands",
     "EntryInfo",
     "EntryType",
+    "Event",
+    "EventCallback",
+    "EventStream",
     "Files",
+    "Metrics",
     "OutputChunk",
     "ProcessInfo",
     "ProcessStatus",
@@ -76,10 +89,13 @@ __all__ = [
     "SandboxInfo",
     "SandboxStatus",
     "SandboxUsage",
+    "SandboxUsageRecord",
     "Sandboxes",
     "Sandlot",
     "ServerHealth",
     "StreamName",
+    "Usage",
+    "UsageTotals",
     "credentials_path",
     "load_credentials",
     "resolve_config",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import json
 import os
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar
@@ -34,6 +34,9 @@ CHUNK_SIZE = 1024 * 1024
 # The largest message the server may send: a whole scrollback replayed at once.
 MAX_WEBSOCKET_MESSAGE = 64 * 1024 * 1024 + 1
 DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+# Seconds between pings on sockets that are read continuously (events), so a
+# connection that died silently is noticed and reopened.
+KEEPALIVE_INTERVAL = 20.0
 
 Content = str | bytes | IO[bytes]
 
@@ -136,14 +139,14 @@ class _TransportBase:
                 retryable=True,
             ) from exc
 
-    def _websocket_options(self) -> dict[str, Any]:
+    def _websocket_options(self, *, keepalive: bool = False) -> dict[str, Any]:
         return {
             "additional_headers": {"X-API-Key": self.config.api_key},
             "user_agent_header": _user_agent(),
             "open_timeout": self.timeout.connect,
             # Output is read only as fast as the caller consumes it; a keepalive ping
             # would time out behind unread output and drop a healthy attachment.
-            "ping_interval": None,
+            "ping_interval": KEEPALIVE_INTERVAL if keepalive else None,
             "max_size": MAX_WEBSOCKET_MESSAGE,
         }
 
@@ -203,6 +206,8 @@ class SyncTransport(_TransportBase):
         super().__init__(config, timeout)
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.Client()
+        # What else must stop with the connection: the event listeners using it.
+        self.on_close: list[Callable[[], None]] = []
 
     def send(self, call: Call[T]) -> T:
         with self._translating_transport_errors():
@@ -232,16 +237,20 @@ class SyncTransport(_TransportBase):
                 response.close()
         return written
 
-    def open_websocket(self, path: str) -> SyncWebSocket:
+    def open_websocket(self, path: str, *, keepalive: bool = False) -> SyncWebSocket:
+        """A WebSocket to `path` (which may carry a query); `keepalive` pings it."""
         from websockets.sync.client import connect
 
         url = websocket_url(self.api_url, path)
+        options = self._websocket_options(keepalive=keepalive)
         with self._translating_websocket_errors(url):
             # `legacy=True`: the connection itself, not a context manager for it.
-            connection: SyncWebSocket = connect(url, legacy=True, **self._websocket_options())
+            connection: SyncWebSocket = connect(url, legacy=True, **options)
         return connection
 
     def close(self) -> None:
+        for stop in list(self.on_close):
+            stop()
         if self._owns_http:
             self._http.close()
 
@@ -259,6 +268,7 @@ class AsyncTransport(_TransportBase):
         super().__init__(config, timeout)
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient()
+        self.on_close: list[Callable[[], Awaitable[None]]] = []
 
     async def send(self, call: Call[T]) -> T:
         with self._translating_transport_errors():
@@ -287,14 +297,17 @@ class AsyncTransport(_TransportBase):
                 await response.aclose()
         return written
 
-    async def open_websocket(self, path: str) -> AsyncWebSocket:
+    async def open_websocket(self, path: str, *, keepalive: bool = False) -> AsyncWebSocket:
         from websockets.asyncio.client import connect
 
         url = websocket_url(self.api_url, path)
+        options = self._websocket_options(keepalive=keepalive)
         with self._translating_websocket_errors(url):
-            return await connect(url, **self._websocket_options())
+            return await connect(url, **options)
 
     async def close(self) -> None:
+        for stop in list(self.on_close):
+            await stop()
         if self._owns_http:
             await self._http.aclose()
 

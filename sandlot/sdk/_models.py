@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, cast, get_args
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
 from sandlot.errors import InvalidConfigError
@@ -20,6 +20,8 @@ SandboxStatus = Literal["creating", "running", "paused", "stopping", "terminated
 EntryType = Literal["file", "dir", "symlink", "other"]
 ProcessStatus = Literal["running", "exited"]
 StreamName = Literal["stdout", "stderr", "pty"]
+
+_STATUSES: frozenset[str] = frozenset(get_args(SandboxStatus))
 
 
 class _Model(BaseModel):
@@ -139,6 +141,81 @@ class SandboxUsage(_Model):
     oom_kills: int
     disk_bytes: int = 0
     disk_limit_bytes: int = 0
+
+
+class Metrics(_Model):
+    """A sandbox's figures at one moment: rates per second, sizes in bytes."""
+
+    at: datetime
+    cpu_percent: float = 0.0
+    mem_percent: float = 0.0
+    mem_bytes: int = 0
+    mem_limit_bytes: int = 0
+    disk_bytes: int = 0
+    disk_limit_bytes: int = 0
+    net_rx_bytes_per_sec: float = 0.0
+    net_tx_bytes_per_sec: float = 0.0
+    pids: int = 0
+
+
+FINAL_STATUSES: frozenset[str] = frozenset({"terminated", "error"})
+
+
+class Event(_Model):
+    """Something that happened to a sandbox (or, with `sandbox_id` None, to the
+    organisation). `type` is "status", "metrics", "exec.completed", "file.created",
+    "cost.runtime" or a newer kind; `data` is the type's payload as the API sends it
+    (camelCase keys). Persisted events have an increasing `id`; metrics have none."""
+
+    id: int | None = None
+    type: str
+    sandbox_id: str | None = None
+    at: datetime
+    data: dict[str, Any] = {}
+
+    @property
+    def status(self) -> SandboxStatus | None:
+        """The status a "status" event reports; `None` for other events."""
+        if self.type != "status":
+            return None
+        value = self.data.get("status")
+        return cast("SandboxStatus", value) if value in _STATUSES else None
+
+    @property
+    def is_final(self) -> bool:
+        """A status event saying the sandbox has ended ("terminated" or "error")."""
+        return self.status in FINAL_STATUSES
+
+    @property
+    def metrics(self) -> Metrics | None:
+        """The figures a "metrics" event carries; `None` for other events."""
+        if self.type != "metrics":
+            return None
+        return Metrics.model_validate({"at": self.at, **self.data})
+
+
+class SandboxUsageRecord(_Model):
+    """What one sandbox consumed in a usage period."""
+
+    id: str
+    vcpu_seconds: float = 0.0
+    memory_mb_seconds: float = 0.0
+    runtime_seconds: float = 0.0
+
+
+class UsageTotals(_Model):
+    vcpu_seconds: float = 0.0
+    memory_mb_seconds: float = 0.0
+    runtime_seconds: float = 0.0
+
+
+class Usage(_Model):
+    """What the organisation's sandboxes consumed between `start` and `end`."""
+
+    start: datetime = Field(alias="from")
+    end: datetime = Field(alias="to")
+    sandboxes: list[SandboxUsageRecord] = []
+    total: UsageTotals = UsageTotals()
 
 
 class ServerHealth(_Model):

@@ -1,5 +1,5 @@
 """Sandboxes: create, find, inspect and destroy them; reach their commands, files and
-terminals.
+terminals; follow their events and figures.
 
 `Sandbox` and `AsyncSandbox` share `_SandboxBase`; `Sandboxes` and `AsyncSandboxes`
 (`client.sandboxes`) share the call builders below. A sandbox made through the class
@@ -8,20 +8,27 @@ methods without a client owns its connection and closes it with itself.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 import contextlib
-from collections.abc import Coroutine, Generator, Mapping
+import time
+from collections.abc import Coroutine, Generator, Iterable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from pydantic import TypeAdapter
 
-from sandlot.errors import SandboxNotFoundError
+from sandlot.errors import InvalidStateError, SandboxNotFoundError, SandlotError
 from sandlot.sdk._commands import AsyncCommands, Commands
 from sandlot.sdk._config import resolve_config
+from sandlot.sdk._event_stream import AsyncEventStream, EventStream
+from sandlot.sdk._events import EventCursor
 from sandlot.sdk._files import AsyncFiles, Files
 from sandlot.sdk._http import AsyncTransport, Call, SyncTransport, sandbox_path
+from sandlot.sdk._listener import AsyncEventCallback, AsyncListener, EventCallback, Listener
 from sandlot.sdk._models import (
+    FINAL_STATUSES,
+    Metrics,
     ResourceSpec,
     SandboxInfo,
     SandboxStatus,
@@ -36,7 +43,12 @@ if TYPE_CHECKING:
 TransportT = TypeVar("TransportT", SyncTransport, AsyncTransport)
 
 DEFAULT_TEMPLATE = "base"
+FINAL_STATUS_WAIT = 5.0
+"""Seconds `kill` lets a sandbox's event listener run on to deliver the final status."""
 DEFAULT_IDLE_TIMEOUT = 600
+DEFAULT_WAIT_TIMEOUT = 30.0
+# How often `wait_for` asks for the status when the events say nothing.
+WAIT_POLL_INTERVAL = 1.0
 
 _SANDBOXES = TypeAdapter(list[SandboxInfo])
 
@@ -88,6 +100,10 @@ def _usage_call(sandbox_id: str) -> Call[SandboxUsage]:
     return Call("GET", f"{sandbox_path(sandbox_id)}/usage", parse=SandboxUsage.model_validate)
 
 
+def _metrics_call(sandbox_id: str) -> Call[Metrics]:
+    return Call("GET", sandbox_path(sandbox_id, "/metrics"), parse=Metrics.model_validate)
+
+
 def _kill_call(sandbox_id: str) -> Call[SandboxInfo]:
     return Call("DELETE", sandbox_path(sandbox_id), parse=SandboxInfo.model_validate)
 
@@ -116,6 +132,26 @@ class _SandboxBase(Generic[TransportT]):
     def status(self) -> SandboxStatus:
         return self._info.status
 
+    def _cursor(self, since: int | None, types: str | Iterable[str] | None) -> EventCursor:
+        return EventCursor(self.id, since=since, types=types)
+
+    def _reached(self, status: SandboxStatus, wanted: SandboxStatus) -> bool:
+        """Whether `status` is the one waited for; an error if it never can be now."""
+        if status == wanted:
+            return True
+        if status in FINAL_STATUSES:
+            raise InvalidStateError(
+                f"sandbox {self.id} is {status}, so it will never be {wanted}",
+                details={"sandboxId": self.id, "status": status, "wanted": wanted},
+            )
+        return False
+
+    def _still_not(self, wanted: SandboxStatus, timeout: float) -> TimeoutError:
+        return TimeoutError(
+            f"sandbox {self.id} did not become {wanted} within {timeout} s "
+            f"(last seen {self.status})"
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, status={self.status!r})"
 
@@ -136,6 +172,7 @@ class Sandbox(_SandboxBase[SyncTransport]):
         self.commands = Commands(info.id, transport)
         self.files = Files(info.id, transport)
         self.pty = Pty(info.id, transport)
+        self._listener = Listener(transport, info.id)
 
     @classmethod
     def create(
@@ -211,12 +248,85 @@ class Sandbox(_SandboxBase[SyncTransport]):
         """Current resource use: CPU time, memory against the limit, pids, OOM kills."""
         return self._transport.send(_usage_call(self.id))
 
+    def metrics(self) -> Metrics:
+        """The current figures: CPU, memory, disk, network rates, pids."""
+        return self._transport.send(_metrics_call(self.id))
+
+    def on(self, event_type: str, callback: EventCallback) -> None:
+        """Call `callback(event)` for each event of `event_type` ("status", "metrics",
+        "exec.completed", "file.created", … or "*" for all) of this sandbox.
+
+        Callbacks run one at a time on a background thread, from the moment `on`
+        returns until `off`, `close()`, `kill()` or the sandbox's end; an exception
+        in one is logged (logger "sandlot.events") and ignored.
+        """
+        self._listener.on(event_type, callback)
+
+    def off(self, event_type: str, callback: EventCallback | None = None) -> None:
+        """Stop calling `callback` (every callback of `event_type` if `None`); the
+        background listener stops with the last one."""
+        self._listener.off(event_type, callback)
+
+    def events(
+        self,
+        since: int | None = None,
+        types: str | Iterable[str] | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> EventStream:
+        """Iterate over this sandbox's events: the persisted ones after id `since`
+        first (none if `None`), then live ones as they happen.
+
+        The iteration ends when the sandbox ends, after `idle_timeout` seconds
+        without an event if given, or when the stream is closed (use it in `with`).
+        """
+        stream = EventStream(self._transport, self._cursor(since, types), idle_timeout=idle_timeout)
+        return stream.connect()
+
+    def wait_for(self, status: SandboxStatus, timeout: float = DEFAULT_WAIT_TIMEOUT) -> SandboxInfo:
+        """Wait until the sandbox is in `status`; returns its state then.
+
+        Raises `TimeoutError` after `timeout` seconds, and `InvalidStateError` if the
+        sandbox ends ("terminated", "error") instead.
+        """
+        deadline = time.monotonic() + timeout
+        with contextlib.ExitStack() as stack:
+            stream: EventStream | None = None
+            try:
+                stream = stack.enter_context(self.events(types="status"))
+            except SandlotError as err:
+                if not err.retryable:
+                    raise
+            # Asked after subscribing, so no change can fall between the two.
+            current = self.refresh().status
+            while not self._reached(current, status):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._still_not(status, timeout)
+                wait = min(remaining, WAIT_POLL_INTERVAL)
+                if stream is not None and not stream.finished:
+                    event = stream.read(wait)
+                    if event is not None and event.status is not None:
+                        current = event.status
+                        continue
+                else:
+                    time.sleep(wait)
+                # No news within the interval: ask, in case the socket missed it.
+                current = self.refresh().status
+        return self._info if self._info.status == status else self.refresh()
+
     def kill(self) -> None:
-        """Destroy the sandbox and everything in it."""
-        self._info = self._transport.send(_kill_call(self.id))
+        """Destroy the sandbox and everything in it; its event listeners see the final
+        status, then stop."""
+        try:
+            self._info = self._transport.send(_kill_call(self.id))
+        finally:
+            self._listener.finish(FINAL_STATUS_WAIT)
 
     def close(self) -> None:
-        """Release the connection this sandbox owns, leaving the sandbox running."""
+        """Stop this sandbox's event listeners and release the connection it owns,
+        leaving the sandbox running."""
+        self._listener.stop()
         if self._owns_transport:
             self._transport.close()
 
@@ -253,6 +363,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         self.commands = AsyncCommands(info.id, transport)
         self.files = AsyncFiles(info.id, transport)
         self.pty = AsyncPty(info.id, transport)
+        self._listener = AsyncListener(transport, info.id)
 
     @classmethod
     def create(
@@ -325,10 +436,66 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
     async def usage(self) -> SandboxUsage:
         return await self._transport.send(_usage_call(self.id))
 
+    async def metrics(self) -> Metrics:
+        return await self._transport.send(_metrics_call(self.id))
+
+    async def on(self, event_type: str, callback: AsyncEventCallback) -> None:
+        """`Sandbox.on` for asyncio: callbacks (plain or coroutine functions) run in a
+        background task of the running loop. Awaiting `on` opens the event socket."""
+        await self._listener.on(event_type, callback)
+
+    async def off(self, event_type: str, callback: AsyncEventCallback | None = None) -> None:
+        await self._listener.off(event_type, callback)
+
+    async def events(
+        self,
+        since: int | None = None,
+        types: str | Iterable[str] | None = None,
+        *,
+        idle_timeout: float | None = None,
+    ) -> AsyncEventStream:
+        """`Sandbox.events` for asyncio: `async for event in await sbx.events()`."""
+        stream = AsyncEventStream(
+            self._transport, self._cursor(since, types), idle_timeout=idle_timeout
+        )
+        return await stream.connect()
+
+    async def wait_for(
+        self, status: SandboxStatus, timeout: float = DEFAULT_WAIT_TIMEOUT
+    ) -> SandboxInfo:
+        """Wait until the sandbox is in `status`; see `Sandbox.wait_for`."""
+        deadline = time.monotonic() + timeout
+        async with contextlib.AsyncExitStack() as stack:
+            stream: AsyncEventStream | None = None
+            try:
+                stream = await stack.enter_async_context(await self.events(types="status"))
+            except SandlotError as err:
+                if not err.retryable:
+                    raise
+            current = (await self.refresh()).status
+            while not self._reached(current, status):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise self._still_not(status, timeout)
+                wait = min(remaining, WAIT_POLL_INTERVAL)
+                if stream is not None and not stream.finished:
+                    event = await stream.read(wait)
+                    if event is not None and event.status is not None:
+                        current = event.status
+                        continue
+                else:
+                    await asyncio.sleep(wait)
+                current = (await self.refresh()).status
+        return self._info if self._info.status == status else await self.refresh()
+
     async def kill(self) -> None:
-        self._info = await self._transport.send(_kill_call(self.id))
+        try:
+            self._info = await self._transport.send(_kill_call(self.id))
+        finally:
+            await self._listener.finish(FINAL_STATUS_WAIT)
 
     async def close(self) -> None:
+        await self._listener.stop()
         if self._owns_transport:
             await self._transport.close()
 
