@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.stats import print_row
+from bench.stats import UNLIMITED, print_row
 from sandlot import Sandbox, Sandlot
 from sandlot.runtime.oci import OciRuntime
 from sandlot.runtime.spec import Resources, SandboxSpec
@@ -75,8 +75,8 @@ def run(runs: int, file_mib: int) -> None:
     rootfs = TemplateStore(TEMPLATE_DIR).get("base").rootfs
     with tempfile.TemporaryDirectory(prefix="sandlot-bench-") as tmp:
         work = Path(tmp)
-        warm = ServerProcess(work / "warm")
-        cold = ServerProcess(work / "cold", extra_env={"SANDLOT_WARM_POOL_SIZE": "0"})
+        warm = ServerProcess(work / "warm", extra_env=UNLIMITED)
+        cold = ServerProcess(work / "cold", extra_env={**UNLIMITED, "SANDLOT_WARM_POOL_SIZE": "0"})
         servers = (warm, cold)
         for server in servers:
             server.data_dir.mkdir()

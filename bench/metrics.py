@@ -9,6 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.stats import UNLIMITED
 from sandlot import Sandbox, Sandlot
 from sandlot.testing import ServerProcess, ensure_base_template
 
@@ -32,6 +33,7 @@ def run(sandboxes: int, seconds: float) -> None:
         server = ServerProcess(
             Path(tmp) / "data",
             extra_env={
+                **UNLIMITED,
                 "SANDLOT_WARM_POOL_SIZE": "0",
                 "SANDLOT_MEMORY_OVERCOMMIT": "8",
                 "SANDLOT_METRICS_INTERVAL": "2",

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.stats import print_row, print_throughput
+from bench.stats import UNLIMITED, print_row, print_throughput
 from sandlot import Sandbox, Sandlot
 from sandlot.testing import ServerProcess, ensure_base_template
 
@@ -79,7 +79,7 @@ def sandbox_ptys_ms(sbx: Sandbox, count: int) -> float:
 def run(runs: int, stream_mib: int, background: int) -> None:
     ensure_base_template()
     with tempfile.TemporaryDirectory(prefix="sandlot-bench-") as tmp:
-        server = ServerProcess(Path(tmp) / "data")
+        server = ServerProcess(Path(tmp) / "data", extra_env=UNLIMITED)
         server.data_dir.mkdir()
         server.start()
         try:

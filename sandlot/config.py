@@ -49,6 +49,10 @@ class Settings(BaseSettings):
         default=1.0, description="Sum of sandbox memory limits allowed, as a multiple of host RAM."
     )
     supervisor_interval: float = 1.0
+    rate_limit_per_second: float = Field(
+        default=50.0, ge=0, description="Requests a second per API key; 0 turns limits off."
+    )
+    rate_limit_burst: int = Field(default=100, ge=0, description="Requests a key may burst.")
     metrics_interval: float = Field(
         default=2.0, gt=0, description="Seconds between samples of every sandbox's resource use."
     )

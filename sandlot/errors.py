@@ -12,7 +12,8 @@ mean one thing on the wire and another in Python.
     │   ├── SandboxNotFoundError      SANDBOX_NOT_FOUND    404
     │   ├── TemplateNotFoundError     TEMPLATE_NOT_FOUND   404
     │   ├── FileNotFoundInSandboxError FILE_NOT_FOUND      404
-    │   └── ProcessNotFoundError      PROCESS_NOT_FOUND    404
+    │   ├── ProcessNotFoundError      PROCESS_NOT_FOUND    404
+    │   └── KeyNotFoundError          KEY_NOT_FOUND        404
     ├── FileExistsInSandboxError      FILE_EXISTS          409
     ├── FileOperationError            FILE_OPERATION_FAILED 400
     ├── InvalidStateError             INVALID_STATE        409
@@ -90,6 +91,10 @@ class FileNotFoundInSandboxError(NotFoundError):
     code = "FILE_NOT_FOUND"
 
 
+class KeyNotFoundError(NotFoundError):
+    code = "KEY_NOT_FOUND"
+
+
 class ProcessNotFoundError(NotFoundError):
     """No background process with that id runs in the sandbox, or it exited long ago."""
 
@@ -164,6 +169,7 @@ ERRORS_BY_CODE: dict[str, type[SandlotError]] = {
         TemplateNotFoundError,
         FileNotFoundInSandboxError,
         ProcessNotFoundError,
+        KeyNotFoundError,
         FileExistsInSandboxError,
         FileOperationError,
         InvalidStateError,

@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from sandlot.api.app import create_app
+from sandlot.api.ratelimit import RateLimiter
 from sandlot.config import Settings
 from sandlot.core.capacity import Capacity
 from sandlot.core.events import EventBus
@@ -85,7 +86,13 @@ def build_server(settings: Settings) -> Server:
         exec_timeout=settings.exec_timeout,
         exec_output_limit=settings.exec_output_limit,
     )
-    app = create_app(service, db, settings.supervisor_interval, settings.metrics_interval)
+    app = create_app(
+        service,
+        db,
+        settings.supervisor_interval,
+        settings.metrics_interval,
+        RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+    )
     return Server(settings, db, service, app)
 
 

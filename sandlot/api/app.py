@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from sandlot import __version__
 from sandlot.api.deps import Authenticator
 from sandlot.api.errors import install_error_handlers
-from sandlot.api.routes import events, files, health, monitoring, processes, sandboxes
+from sandlot.api.ratelimit import RateLimiter
+from sandlot.api.routes import events, files, health, keys, monitoring, processes, sandboxes
 from sandlot.core.service import SandboxService
 from sandlot.store.database import Database
 
@@ -24,6 +25,7 @@ def create_app(
     db: Database,
     supervisor_interval: float = 1.0,
     metrics_interval: float = 2.0,
+    limiter: RateLimiter | None = None,
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -51,9 +53,9 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    app.state.authenticator = Authenticator(db)
+    app.state.authenticator = Authenticator(db, limiter)
     install_error_handlers(app)
-    for module in (health, sandboxes, processes, files, events, monitoring):
+    for module in (health, sandboxes, processes, files, events, monitoring, keys):
         app.include_router(module.router)
     return app
 

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Header, Request
 
+from sandlot.api.ratelimit import RateLimiter
 from sandlot.core.service import SandboxService
 from sandlot.errors import AuthenticationError, PermissionDeniedError
 from sandlot.store import keys as key_rows
@@ -29,8 +30,9 @@ class Authenticator:
     A revoked key therefore stops working within KEY_CACHE_SECONDS.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, limiter: RateLimiter | None = None) -> None:
         self.db = db
+        self.limiter = limiter or RateLimiter(0, 0)
         self._cache: dict[str, tuple[float, Principal]] = {}
 
     def authenticate(self, secret: str | None) -> Principal:
@@ -41,14 +43,20 @@ class Authenticator:
         now = time.monotonic()
         cached = self._cache.get(secret)
         if cached is not None and cached[0] > now:
-            return cached[1]
-        with self.db.session() as s:
-            row = key_rows.find_key(s, secret)
-            if row is None:
-                raise AuthenticationError("invalid or revoked API key")
-            principal = Principal(row.org_id, row.id, tuple(row.scopes))
-        self._cache[secret] = (now + KEY_CACHE_SECONDS, principal)
+            principal = cached[1]
+        else:
+            with self.db.session() as s:
+                row = key_rows.find_key(s, secret)
+                if row is None:
+                    raise AuthenticationError("invalid or revoked API key")
+                principal = Principal(row.org_id, row.id, tuple(row.scopes))
+            self._cache[secret] = (now + KEY_CACHE_SECONDS, principal)
+        self.limiter.check(principal.key_id)
         return principal
+
+    def forget(self, key_id: str) -> None:
+        """Drop a revoked key from the cache so it stops working at once."""
+        self._cache = {k: v for k, v in self._cache.items() if v[1].key_id != key_id}
 
 
 def _secret(x_api_key: str | None, authorization: str | None) -> str | None:

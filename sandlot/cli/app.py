@@ -10,6 +10,7 @@ from sandlot import __version__
 from sandlot.cli.connection import ApiKey, ApiUrl, GlobalOptions
 from sandlot.cli.doctor import doctor
 from sandlot.cli.events import events
+from sandlot.cli.keys import keys_app, orgs_app
 from sandlot.cli.sandbox import sandbox_app
 from sandlot.cli.serve import serve
 from sandlot.cli.template import template_app
@@ -47,6 +48,8 @@ app.command("serve")(serve)
 app.add_typer(template_app, name="template")
 app.command("doctor")(doctor)
 app.command("events")(events)
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(keys_app, name="keys")
 
 
 def main() -> None:

@@ -11,6 +11,7 @@
 Everything public is re-exported here; the underscore modules are internal.
 """
 
+from sandlot.sdk._admin import KeyInfo, NewKey, OrgInfo
 from sandlot.sdk._client import AsyncSandlot, Sandlot
 from sandlot.sdk._commands import AsyncCommands, Commands
 from sandlot.sdk._config import (
@@ -23,6 +24,7 @@ from sandlot.sdk._config import (
 )
 from sandlot.sdk._event_stream import AsyncEventStream, EventStream
 from sandlot.sdk._files import AsyncFiles, Files
+from sandlot.sdk._http import RetryPolicy
 from sandlot.sdk._listener import AsyncEventCallback, EventCallback
 from sandlot.sdk._models import (
     CommandResult,
@@ -77,7 +79,10 @@ __all__ = [
     "EventCallback",
     "EventStream",
     "Files",
+    "KeyInfo",
     "Metrics",
+    "NewKey",
+    "OrgInfo",
     "OutputChunk",
     "ProcessInfo",
     "ProcessStatus",
@@ -85,6 +90,7 @@ __all__ = [
     "PtyHandle",
     "ResourceSpec",
     "Resources",
+    "RetryPolicy",
     "Sandbox",
     "SandboxInfo",
     "SandboxStatus",

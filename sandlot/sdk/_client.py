@@ -11,10 +11,11 @@ from typing import Self
 
 import httpx
 
+from sandlot.sdk._admin import AsyncKeys, AsyncOrgs, Keys, Orgs
 from sandlot.sdk._config import resolve_config
 from sandlot.sdk._event_stream import AsyncEventStream, EventStream
 from sandlot.sdk._events import EventCursor
-from sandlot.sdk._http import DEFAULT_TIMEOUT, AsyncTransport, Call, SyncTransport
+from sandlot.sdk._http import DEFAULT_TIMEOUT, AsyncTransport, Call, RetryPolicy, SyncTransport
 from sandlot.sdk._listener import AsyncEventCallback, AsyncListener, EventCallback, Listener
 from sandlot.sdk._models import ServerHealth, Usage
 from sandlot.sdk._sandbox import AsyncSandboxes, Sandboxes
@@ -52,9 +53,14 @@ class Sandlot:
         *,
         request_timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         http_client: httpx.Client | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         config = resolve_config(api_url, api_key)
-        self._transport = SyncTransport(config, timeout=request_timeout, http_client=http_client)
+        self._transport = SyncTransport(
+            config, timeout=request_timeout, http_client=http_client, retry=retry
+        )
+        self.orgs = Orgs(self._transport)
+        self.keys = Keys(self._transport)
         self.sandboxes = Sandboxes(self._transport)
         self._listener = Listener(self._transport, None)
 
@@ -119,9 +125,14 @@ class AsyncSandlot:
         *,
         request_timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         config = resolve_config(api_url, api_key)
-        self._transport = AsyncTransport(config, timeout=request_timeout, http_client=http_client)
+        self._transport = AsyncTransport(
+            config, timeout=request_timeout, http_client=http_client, retry=retry
+        )
+        self.orgs = AsyncOrgs(self._transport)
+        self.keys = AsyncKeys(self._transport)
         self.sandboxes = AsyncSandboxes(self._transport)
         self._listener = AsyncListener(self._transport, None)
 

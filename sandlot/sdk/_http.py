@@ -8,9 +8,12 @@ they share lives in `_TransportBase`.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import os
+import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,9 +76,40 @@ def sandbox_path(sandbox_id: str, suffix: str = "") -> str:
     return f"/v1/sandboxes/{quote(sandbox_id, safe='')}{suffix}"
 
 
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often, and how patiently, to try again after a retryable error.
+
+    Only errors the server marks retryable (rate limits, exhausted capacity, an agent
+    not answering yet) and failures to connect at all are retried; a request that may
+    have been carried out is never sent twice. Waits grow exponentially with jitter and
+    never undercut the server's Retry-After.
+    """
+
+    max_retries: int = 3
+    backoff: float = 0.25
+    max_backoff: float = 8.0
+
+    def delay(self, err: SandlotError, attempt: int) -> float | None:
+        """Seconds to wait before try number `attempt + 1`, or None to give up."""
+        if attempt >= self.max_retries or not err.retryable or err.details.get("sent"):
+            return None
+        wait = min(self.max_backoff, self.backoff * 2**attempt) * random.uniform(0.5, 1.0)
+        retry_after = err.details.get("retryAfterSeconds", err.details.get("retryAfter"))
+        if retry_after is not None:
+            wait = max(wait, float(retry_after))
+        return float(wait)
+
+
 class _TransportBase:
-    def __init__(self, config: ClientConfig, timeout: httpx.Timeout | float | None) -> None:
+    def __init__(
+        self,
+        config: ClientConfig,
+        timeout: httpx.Timeout | float | None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.config = config
+        self.retry = retry or RetryPolicy()
         self.timeout = timeout if isinstance(timeout, httpx.Timeout) else httpx.Timeout(timeout)
         self._headers = {"X-API-Key": config.api_key, "User-Agent": _user_agent()}
 
@@ -129,13 +163,13 @@ class _TransportBase:
         except httpx.TimeoutException as exc:
             raise InternalError(
                 f"the Sandlot server at {self.api_url} did not answer in time ({exc!r})",
-                details=where,
+                details={**where, "sent": True},
                 retryable=True,
             ) from exc
         except httpx.TransportError as exc:
             raise InternalError(
                 f"the connection to the Sandlot server at {self.api_url} failed ({exc!r})",
-                details=where,
+                details={**where, "sent": True},
                 retryable=True,
             ) from exc
 
@@ -202,17 +236,27 @@ class SyncTransport(_TransportBase):
         *,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         http_client: httpx.Client | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(config, timeout)
+        super().__init__(config, timeout, retry)
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.Client()
         # What else must stop with the connection: the event listeners using it.
         self.on_close: list[Callable[[], None]] = []
 
     def send(self, call: Call[T]) -> T:
-        with self._translating_transport_errors():
-            response = self._http.send(self._request(self._http, call))
-        return self._parse(call, response)
+        attempt = 0
+        while True:
+            try:
+                with self._translating_transport_errors():
+                    response = self._http.send(self._request(self._http, call))
+                return self._parse(call, response)
+            except SandlotError as err:
+                wait = self.retry.delay(err, attempt)
+                if wait is None:
+                    raise
+            attempt += 1
+            time.sleep(wait)
 
     def upload(self, call: Call[T], content: Content) -> T:
         body, length = _sync_body(content)
@@ -264,16 +308,26 @@ class AsyncTransport(_TransportBase):
         *,
         timeout: httpx.Timeout | float | None = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
-        super().__init__(config, timeout)
+        super().__init__(config, timeout, retry)
         self._owns_http = http_client is None
         self._http = http_client if http_client is not None else httpx.AsyncClient()
         self.on_close: list[Callable[[], Awaitable[None]]] = []
 
     async def send(self, call: Call[T]) -> T:
-        with self._translating_transport_errors():
-            response = await self._http.send(self._request(self._http, call))
-        return self._parse(call, response)
+        attempt = 0
+        while True:
+            try:
+                with self._translating_transport_errors():
+                    response = await self._http.send(self._request(self._http, call))
+                return self._parse(call, response)
+            except SandlotError as err:
+                wait = self.retry.delay(err, attempt)
+                if wait is None:
+                    raise
+            attempt += 1
+            await asyncio.sleep(wait)
 
     async def upload(self, call: Call[T], content: Content) -> T:
         body, length = _async_body(content)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -56,4 +57,27 @@ def find_key(session: Session, secret: str) -> ApiKey | None:
     row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(secret))).first()
     if row is None or row.revoked_at is not None:
         return None
+    return row
+
+
+def list_orgs(session: Session) -> Sequence[Org]:
+    return session.scalars(select(Org).order_by(Org.created_at)).all()
+
+
+def get_org(session: Session, org_ref: str) -> Org | None:
+    """An organisation by id or by name."""
+    return session.scalars(select(Org).where((Org.id == org_ref) | (Org.name == org_ref))).first()
+
+
+def list_keys(session: Session, org_id: str | None = None) -> Sequence[ApiKey]:
+    query = select(ApiKey).where(ApiKey.revoked_at.is_(None))
+    if org_id is not None:
+        query = query.where(ApiKey.org_id == org_id)
+    return session.scalars(query.order_by(ApiKey.created_at)).all()
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey | None:
+    row = session.get(ApiKey, key_id)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
     return row
