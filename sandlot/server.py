@@ -25,8 +25,6 @@ from sandlot.templates.builder import build_template
 from sandlot.templates.recipe import RECIPES
 from sandlot.templates.store import Template, TemplateStore
 
-ADMIN_ORG = "admin"
-
 
 def make_runtime(settings: Settings) -> Runtime:
     if settings.runtime == "oci":
@@ -44,9 +42,9 @@ def open_database(settings: Settings) -> Database:
 def ensure_admin_key(db: Database, key_file: Path) -> str | None:
     """Create the admin organisation and key on first start; returns the new key, else None."""
     with db.session() as s:
-        if keys.get_org_by_name(s, ADMIN_ORG) is not None:
+        if keys.get_org_by_name(s, keys.OPERATOR_ORG) is not None:
             return None
-        org = keys.create_org(s, ADMIN_ORG)
+        org = keys.create_org(s, keys.OPERATOR_ORG)
         _, secret = keys.create_key(s, org.id, "admin")
     key_file.touch(mode=0o600)
     key_file.write_text(secret + "\n")

@@ -34,6 +34,7 @@ class Authenticator:
         self.db = db
         self.limiter = limiter or RateLimiter(0, 0)
         self._cache: dict[str, tuple[float, Principal]] = {}
+        self._operator: str | None = None
 
     def authenticate(self, secret: str | None) -> Principal:
         if not secret:
@@ -53,6 +54,13 @@ class Authenticator:
             self._cache[secret] = (now + KEY_CACHE_SECONDS, principal)
         self.limiter.check(principal.key_id)
         return principal
+
+    def operator_org_id(self) -> str | None:
+        if self._operator is None:
+            with self.db.session() as s:
+                org = key_rows.get_org_by_name(s, key_rows.OPERATOR_ORG)
+                self._operator = org.id if org else None
+        return self._operator
 
     def forget(self, key_id: str) -> None:
         """Drop a revoked key from the cache so it stops working at once."""
@@ -89,6 +97,17 @@ def requires(scope: str) -> object:
     return Depends(check)
 
 
+def operator(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:
+    """An admin key of the operator organisation: the only one that may see or change
+    other organisations (create tenants and keys, read every sandbox's metrics)."""
+    auth: Authenticator = request.app.state.authenticator
+    if "admin" not in who.scopes or who.org_id != auth.operator_org_id():
+        raise PermissionDeniedError(
+            "this needs an admin key of the operator organisation (the one `sandlot serve` made)"
+        )
+    return who
+
+
 def service(request: Request) -> SandboxService:
     svc: SandboxService = request.app.state.service
     return svc
@@ -97,3 +116,4 @@ def service(request: Request) -> SandboxService:
 Reader = Annotated[Principal, requires("sandboxes:read")]
 Writer = Annotated[Principal, requires("sandboxes:write")]
 Service = Annotated[SandboxService, Depends(service)]
+Operator = Annotated[Principal, Depends(operator)]

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 from sandlot.store.tables import ApiKey, Org
 
 KEY_PREFIX = "sl_"
+OPERATOR_ORG = "admin"
+"""The organisation `sandlot serve` creates first; its admin keys run the whole server."""
 ALL_SCOPES = ("sandboxes:read", "sandboxes:write", "admin")
 
 

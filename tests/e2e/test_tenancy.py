@@ -108,3 +108,17 @@ def test_rate_limit_answers_429_and_the_sdk_backs_off(limited_server: ServerProc
             Sandbox.get("sbx-0000000000", client=patient)
         assert len(sent) == 1  # a non-retryable error is never retried
     counting.close()
+
+
+def test_a_tenants_admin_key_is_not_the_operators(client: Sandlot, server: ServerProcess) -> None:
+    org = client.orgs.create(f"tenant-{uuid.uuid4().hex[:8]}")
+    tenant_admin = client.keys.create(org.id, ["admin"])
+    with Sandlot(api_url=server.url, api_key=tenant_admin.key) as tenant:
+        with pytest.raises(PermissionDeniedError, match="operator"):
+            tenant.orgs.create("escalation")
+        with pytest.raises(PermissionDeniedError):
+            tenant.keys.list()
+        with Sandbox.create(client=tenant) as sbx:  # full power inside its own organisation
+            assert sbx.commands.run("echo mine").stdout == "mine\n"
+    r = httpx.get(f"{server.url}/metrics", headers={"X-API-Key": tenant_admin.key})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
-from sandlot.api.deps import Principal, requires
+from sandlot.api.deps import Operator
 from sandlot.api.schemas import Envelope, Model
 from sandlot.errors import InvalidConfigError, KeyNotFoundError
 from sandlot.store import keys as key_rows
@@ -18,7 +18,6 @@ from sandlot.store.tables import ApiKey, Org
 
 router = APIRouter(tags=["keys"])
 
-Admin = Annotated[Principal, requires("admin")]
 Scope = Literal["sandboxes:read", "sandboxes:write", "admin"]
 
 
@@ -70,7 +69,7 @@ def _db(request: Request) -> Database:
 
 
 @router.post("/v1/orgs", status_code=201)
-def create_org(body: OrgIn, request: Request, who: Admin) -> Envelope[OrgOut]:
+def create_org(body: OrgIn, request: Request, who: Operator) -> Envelope[OrgOut]:
     try:
         with _db(request).session() as s:
             return Envelope(data=OrgOut.of(key_rows.create_org(s, body.name)))
@@ -81,13 +80,13 @@ def create_org(body: OrgIn, request: Request, who: Admin) -> Envelope[OrgOut]:
 
 
 @router.get("/v1/orgs")
-def list_orgs(request: Request, who: Admin) -> Envelope[list[OrgOut]]:
+def list_orgs(request: Request, who: Operator) -> Envelope[list[OrgOut]]:
     with _db(request).session() as s:
         return Envelope(data=[OrgOut.of(o) for o in key_rows.list_orgs(s)])
 
 
 @router.post("/v1/keys", status_code=201)
-def create_key(body: KeyIn, request: Request, who: Admin) -> Envelope[NewKeyOut]:
+def create_key(body: KeyIn, request: Request, who: Operator) -> Envelope[NewKeyOut]:
     with _db(request).session() as s:
         org = key_rows.get_org(s, body.org)
         if org is None:
@@ -97,7 +96,7 @@ def create_key(body: KeyIn, request: Request, who: Admin) -> Envelope[NewKeyOut]
 
 
 @router.get("/v1/keys")
-def list_keys(request: Request, who: Admin, org: str | None = None) -> Envelope[list[KeyOut]]:
+def list_keys(request: Request, who: Operator, org: str | None = None) -> Envelope[list[KeyOut]]:
     """Active keys (never their secrets), of one organisation with `org`."""
     with _db(request).session() as s:
         org_id = None
@@ -110,7 +109,7 @@ def list_keys(request: Request, who: Admin, org: str | None = None) -> Envelope[
 
 
 @router.delete("/v1/keys/{key_id}")
-def revoke_key(key_id: str, request: Request, who: Admin) -> Envelope[KeyOut]:
+def revoke_key(key_id: str, request: Request, who: Operator) -> Envelope[KeyOut]:
     """Revoke a key; it stops working at once."""
     with _db(request).session() as s:
         row = key_rows.revoke_key(s, key_id)

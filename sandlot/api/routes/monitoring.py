@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
 from sandlot import __version__
-from sandlot.api.deps import Principal, Reader, Service, requires
+from sandlot.api.deps import Operator, Reader, Service
 from sandlot.api.routes.sandboxes import SandboxId
 from sandlot.api.schemas import Envelope, MetricsOut, UsageReportOut
 from sandlot.core.service import SandboxService
@@ -49,11 +49,8 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-Admin = Annotated[Principal, requires("admin")]
-
-
 @router.get("/metrics", response_class=PlainTextResponse)
-def prometheus(request: Request, who: Admin) -> PlainTextResponse:
+def prometheus(request: Request, who: Operator) -> PlainTextResponse:
     """Prometheus text format: server series and one series per running sandbox.
 
     Needs an admin key (send it as a bearer token from the scrape config): the series
