@@ -49,6 +49,11 @@ class Settings(BaseSettings):
         default=1.0, description="Sum of sandbox memory limits allowed, as a multiple of host RAM."
     )
     supervisor_interval: float = 1.0
+    org_max_sandboxes: int = Field(default=100, ge=1, description="Default live sandboxes per org.")
+    org_max_vcpus: int = Field(default=64, ge=1, description="Default vCPUs per org, summed.")
+    org_max_memory_mb: int = Field(
+        default=64 * 1024, ge=128, description="Default MiB of memory per org, summed."
+    )
     rate_limit_per_second: float = Field(
         default=50.0, ge=0, description="Requests a second per API key; 0 turns limits off."
     )

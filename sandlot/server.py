@@ -14,6 +14,7 @@ from sandlot.config import Settings
 from sandlot.core.capacity import Capacity
 from sandlot.core.events import EventBus
 from sandlot.core.pool import WarmPool
+from sandlot.core.quotas import Quota
 from sandlot.core.service import SandboxService
 from sandlot.errors import InvalidConfigError, TemplateNotFoundError
 from sandlot.runtime.agent_client import AgentClient
@@ -83,6 +84,9 @@ def build_server(settings: Settings) -> Server:
         agent_connect_timeout=settings.agent_connect_timeout,
         exec_timeout=settings.exec_timeout,
         exec_output_limit=settings.exec_output_limit,
+        default_quota=Quota(
+            settings.org_max_sandboxes, settings.org_max_vcpus, settings.org_max_memory_mb
+        ),
     )
     app = create_app(
         service,

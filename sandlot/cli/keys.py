@@ -40,6 +40,26 @@ def list_orgs(
         typer.echo(f"{org.id}\t{org.name}")
 
 
+@orgs_app.command("quota")
+def set_quota(
+    ctx: typer.Context,
+    org: Annotated[str, typer.Argument(help="Organisation id or name.")],
+    max_sandboxes: Annotated[int | None, typer.Option(help="Live sandboxes at once.")] = None,
+    max_vcpus: Annotated[int | None, typer.Option(help="vCPUs of all its sandboxes.")] = None,
+    max_memory: Annotated[int | None, typer.Option(help="MiB of all its sandboxes.")] = None,
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Set an organisation's quotas; an option left out restores the server default."""
+    from sandlot.sdk import Quotas
+
+    quotas = Quotas(max_sandboxes=max_sandboxes, max_vcpus=max_vcpus, max_memory_mb=max_memory)
+    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
+        updated = client.orgs.set_quotas(org, quotas)
+    print_json(updated.to_api()) if json_output else typer.echo(updated.quotas.to_api())
+
+
 @keys_app.command("create")
 def create_key(
     ctx: typer.Context,

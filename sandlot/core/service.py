@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from sandlot.core import ids
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
@@ -27,6 +29,7 @@ from sandlot.core.models import (
     StartProcess,
 )
 from sandlot.core.pool import Connector, WarmPool, start_sandbox, template_spec
+from sandlot.core.quotas import Quota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
 from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.core.usage import UsageRecord, usage_in_window
@@ -38,9 +41,10 @@ from sandlot.errors import (
     SandlotError,
 )
 from sandlot.runtime.base import Runtime, RuntimeStatus
+from sandlot.runtime.spec import Resources
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
-from sandlot.store.tables import SandboxRow
+from sandlot.store.tables import Org, SandboxRow
 from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,7 @@ class SandboxService:
         exec_timeout: float = 60.0,
         exec_output_limit: int = 64 * 1024 * 1024,
         sampler: MetricsSampler | None = None,
+        default_quota: Quota | None = None,
     ) -> None:
         self.db = db
         self.runtime = runtime
@@ -86,6 +91,7 @@ class SandboxService:
         self._exec_timeout = exec_timeout
         self._exec_output_limit = exec_output_limit
         self.sampler = sampler or MetricsSampler(runtime, events)
+        self.default_quota = default_quota or Quota(100, 64, 64 * 1024)
         self.pool = pool
         self._live: dict[str, Live] = {}  # what the hot path needs, without the store
         self._admission = asyncio.Lock()
@@ -133,7 +139,17 @@ class SandboxService:
         now = datetime.now(UTC)
         async with self._admission:
             with self.db.session() as s:
-                live = [Placed(r.memory_mb, r.cpus) for r in sandbox_rows.live(s)]
+                rows = sandbox_rows.live(s)
+                check_quota(
+                    self._quota_of(s, org_id),
+                    request.resources,
+                    (
+                        Resources(r.vcpus, r.memory_mb, r.disk_mb)
+                        for r in rows
+                        if r.org_id == org_id
+                    ),
+                )
+                live = [Placed(r.memory_mb, r.cpus) for r in rows]
                 cpus = self.capacity.admit(request.resources, live)
                 s.add(
                     SandboxRow(
@@ -158,6 +174,17 @@ class SandboxService:
                     )
                 )
         return cpus
+
+    def _quota_of(self, s: Session, org_id: str) -> Quota:
+        org = s.get(Org, org_id)
+        default = self.default_quota
+        if org is None:
+            return default
+        return Quota(
+            max_sandboxes=org.max_sandboxes or default.max_sandboxes,
+            max_vcpus=org.max_vcpus or default.max_vcpus,
+            max_memory_mb=org.max_memory_mb or default.max_memory_mb,
+        )
 
     async def destroy(
         self, org_id: str | None, sandbox_id: str, reason: str = "destroyed"

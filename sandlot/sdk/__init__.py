@@ -11,7 +11,7 @@
 Everything public is re-exported here; the underscore modules are internal.
 """
 
-from sandlot.sdk._admin import KeyInfo, NewKey, OrgInfo
+from sandlot.sdk._admin import KeyInfo, NewKey, OrgInfo, Quotas
 from sandlot.sdk._client import AsyncSandlot, Sandlot
 from sandlot.sdk._commands import AsyncCommands, Commands
 from sandlot.sdk._config import (
@@ -88,6 +88,7 @@ __all__ = [
     "ProcessStatus",
     "Pty",
     "PtyHandle",
+    "Quotas",
     "ResourceSpec",
     "Resources",
     "RetryPolicy",

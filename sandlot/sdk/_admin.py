@@ -11,10 +11,19 @@ from sandlot.sdk._http import AsyncTransport, Call, SyncTransport
 from sandlot.sdk._models import _Model
 
 
+class Quotas(_Model):
+    """None means the server's default."""
+
+    max_sandboxes: int | None = None
+    max_vcpus: int | None = None
+    max_memory_mb: int | None = None
+
+
 class OrgInfo(_Model):
     id: str
     name: str
     created_at: datetime
+    quotas: Quotas = Quotas()
 
 
 class KeyInfo(_Model):
@@ -43,6 +52,11 @@ def _list_orgs() -> Call[list[OrgInfo]]:
     return Call("GET", "/v1/orgs", parse=_ORGS.validate_python)
 
 
+def _set_quotas(org: str, quotas: Quotas) -> Call[OrgInfo]:
+    body = quotas.to_api()
+    return Call("PUT", f"/v1/orgs/{org}/quotas", parse=OrgInfo.model_validate, json=body)
+
+
 def _create_key(org: str, scopes: Sequence[str], name: str) -> Call[NewKey]:
     body = {"org": org, "scopes": list(scopes), "name": name}
     return Call("POST", "/v1/keys", parse=NewKey.model_validate, json=body)
@@ -66,6 +80,10 @@ class Orgs:
 
     def list(self) -> list[OrgInfo]:
         return self._transport.send(_list_orgs())
+
+    def set_quotas(self, org: str, quotas: Quotas) -> OrgInfo:
+        """Replace `org`'s quotas (id or name); fields left None take the defaults."""
+        return self._transport.send(_set_quotas(org, quotas))
 
 
 class Keys:
@@ -92,6 +110,9 @@ class AsyncOrgs:
 
     async def list(self) -> list[OrgInfo]:
         return await self._transport.send(_list_orgs())
+
+    async def set_quotas(self, org: str, quotas: Quotas) -> OrgInfo:
+        return await self._transport.send(_set_quotas(org, quotas))
 
 
 class AsyncKeys:

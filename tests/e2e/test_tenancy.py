@@ -122,3 +122,34 @@ def test_a_tenants_admin_key_is_not_the_operators(client: Sandlot, server: Serve
             assert sbx.commands.run("echo mine").stdout == "mine\n"
     r = httpx.get(f"{server.url}/metrics", headers={"X-API-Key": tenant_admin.key})
     assert r.status_code == 403 and r.json()["error"]["code"] == "FORBIDDEN"
+
+
+def test_org_quotas(client: Sandlot, server: ServerProcess, api_env: dict[str, str]) -> None:
+    from sandlot.errors import ResourceExhaustedError
+    from sandlot.sdk import Quotas
+
+    org = client.orgs.create(f"quota-{uuid.uuid4().hex[:8]}")
+    updated = client.orgs.set_quotas(org.id, Quotas(max_sandboxes=1, max_memory_mb=1024))
+    assert updated.quotas.max_sandboxes == 1 and updated.quotas.max_vcpus is None
+    key = client.keys.create(org.id).key
+    with Sandlot(api_url=server.url, api_key=key) as tenant:
+        with Sandbox.create(client=tenant):
+            with pytest.raises(ResourceExhaustedError) as err:
+                Sandbox.create(client=tenant)
+            assert err.value.details["quota"] == "sandboxes" and not err.value.retryable
+        with pytest.raises(ResourceExhaustedError, match="memoryMb"):
+            Sandbox.create(resources={"memory_mb": 2048}, client=tenant)
+        with Sandbox.create(resources={"memory_mb": 1024}, client=tenant) as fits:
+            assert fits.status == "running"
+    out = subprocess.run(
+        [sys.executable, "-m", "sandlot", "orgs", "quota", org.name, "--max-vcpus", "3", "--json"],
+        env=api_env,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["quotas"] == {
+        "maxSandboxes": None,
+        "maxVcpus": 3,
+        "maxMemoryMb": None,
+    }

@@ -25,14 +25,28 @@ class OrgIn(Model):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
+class QuotasIn(Model):
+    """Limits on what the organisation holds at once; null restores the server default."""
+
+    max_sandboxes: int | None = Field(default=None, ge=1, le=100_000)
+    max_vcpus: int | None = Field(default=None, ge=1, le=1_000_000)
+    max_memory_mb: int | None = Field(default=None, ge=128, le=1 << 40)
+
+
 class OrgOut(Model):
     id: str
     name: str
     created_at: datetime
+    quotas: QuotasIn
 
     @classmethod
     def of(cls, org: Org) -> OrgOut:
-        return cls(id=org.id, name=org.name, created_at=org.created_at)
+        quotas = QuotasIn(
+            max_sandboxes=org.max_sandboxes,
+            max_vcpus=org.max_vcpus,
+            max_memory_mb=org.max_memory_mb,
+        )
+        return cls(id=org.id, name=org.name, created_at=org.created_at, quotas=quotas)
 
 
 class KeyIn(Model):
@@ -83,6 +97,20 @@ def create_org(body: OrgIn, request: Request, who: Operator) -> Envelope[OrgOut]
 def list_orgs(request: Request, who: Operator) -> Envelope[list[OrgOut]]:
     with _db(request).session() as s:
         return Envelope(data=[OrgOut.of(o) for o in key_rows.list_orgs(s)])
+
+
+@router.put("/v1/orgs/{org}/quotas")
+def set_quotas(org: str, body: QuotasIn, request: Request, who: Operator) -> Envelope[OrgOut]:
+    """Set an organisation's quotas (by id or name); creating past them answers
+    RESOURCE_EXHAUSTED."""
+    with _db(request).session() as s:
+        found = key_rows.get_org(s, org)
+        if found is None:
+            raise InvalidConfigError(f"no organisation {org!r}", details={"field": "org"})
+        found.max_sandboxes = body.max_sandboxes
+        found.max_vcpus = body.max_vcpus
+        found.max_memory_mb = body.max_memory_mb
+        return Envelope(data=OrgOut.of(found))
 
 
 @router.post("/v1/keys", status_code=201)
