@@ -59,10 +59,20 @@ def doctor(
     data_dir: Annotated[Path, typer.Option(help="Server data directory")] = Path(
         "/var/lib/sandlot"
     ),
+    check: Annotated[
+        bool, typer.Option("--check", help="Compare the store with the host instead.")
+    ] = False,
 ) -> None:
-    """Check the host: root, OCI runtime, mmdebstrap, user namespaces, cgroups, templates."""
+    """Check the host: root, OCI runtime, mmdebstrap, user namespaces, cgroups, templates.
+
+    With --check, also compare the server's store with the host and list every
+    sandbox or leftover that is out of place (exit 1 if any).
+    """
     from rich.console import Console
     from rich.table import Table
+
+    if check:
+        raise typer.Exit(_consistency(data_dir))
 
     checks: list[Check] = [
         ("root", _root),
@@ -74,9 +84,24 @@ def doctor(
     ]
     table = Table("CHECK", "OK", "DETAIL")
     failed = 0
-    for name, check in checks:
-        ok, detail = check()
+    for name, probe in checks:
+        ok, detail = probe()
         failed += not ok
         table.add_row(name, "[green]yes[/]" if ok else "[red]no[/]", detail)
     Console().print(table)
     raise typer.Exit(1 if failed else 0)
+
+
+def _consistency(data_dir: Path) -> int:
+    import asyncio
+
+    from sandlot.config import Settings
+    from sandlot.core.consistency import find_inconsistencies
+    from sandlot.server import make_runtime, open_database
+
+    settings = Settings(data_dir=data_dir)
+    problems = asyncio.run(find_inconsistencies(open_database(settings), make_runtime(settings)))
+    for problem in problems:
+        typer.echo(problem)
+    typer.echo(f"{len(problems)} inconsistencies" if problems else "store and host agree")
+    return 1 if problems else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import enum
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,10 @@ class Runtime(Protocol):
         """The unix socket the sandbox's agent listens on, as seen from the host."""
 
     def usage(self, sandbox_id: str) -> SandboxUsage: ...
+
+    def orphan_traces(self, known: set[str]) -> builtins.list[str]:
+        """Host state named after a sandbox outside `known` that `list` does not show
+        (a mount, a cgroup, a loop device): what a crash could leak."""
 
     async def close(self) -> None:
         """The server is stopping: drop host state that no running sandbox needs."""

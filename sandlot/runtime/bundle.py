@@ -65,10 +65,6 @@ MEMORY_MB_CAP = 16 * 1024
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def cgroups_path(sandbox_id: str) -> str:
-    return f"/sandlot/{sandbox_id}"
-
-
 def agent_args() -> list[str]:
     """The stdlib-only agent, run by the sandbox's own python3 without user site-packages."""
     return ["python3", "-E", "-s", "-S", "-B", "-m", "agent", "--socket", AGENT_SOCKET]
@@ -100,9 +96,10 @@ def identity_files(sandbox_id: str) -> dict[str, str]:
 
 
 def oci_config(
-    spec: SandboxSpec, *, agent_dir: Path, run_dir: Path, etc_dir: Path
+    spec: SandboxSpec, *, agent_dir: Path, run_dir: Path, etc_dir: Path, cgroup: str
 ) -> dict[str, Any]:
-    """`etc_dir` holds the files of `identity_files`, bind-mounted over the template's."""
+    """`etc_dir` holds the files of `identity_files`, bind-mounted over the template's;
+    `cgroup` is the sandbox's cgroup path."""
     res = spec.resources
     env = {"PATH": PATH, "HOME": "/root", "HOSTNAME": spec.sandbox_id, "TERM": "xterm-256color"}
     env.update(spec.env)
@@ -188,7 +185,7 @@ def oci_config(
             "namespaces": [
                 {"type": ns} for ns in ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")
             ],
-            "cgroupsPath": cgroups_path(spec.sandbox_id),
+            "cgroupsPath": cgroup,
             "resources": {
                 "devices": [{"allow": False, "access": "rwm"}],
                 **cgroup_resources(res, spec.cpus),

@@ -19,7 +19,9 @@ directory (pytest's are mode 0700), while every directory up to /run/sandlot/KEY
 from __future__ import annotations
 
 import asyncio
+import builtins
 import compileall
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -33,11 +35,10 @@ from sandlot.runtime.base import BackendError, RuntimeSandbox, RuntimeStatus
 from sandlot.runtime.bundle import (
     USERNS_HOST_BASE,
     cgroup_resources,
-    cgroups_path,
     identity_files,
     oci_config,
 )
-from sandlot.runtime.cgroups import kill_cgroup, read_usage, remove_cgroup
+from sandlot.runtime.cgroups import cgroup_dirs, kill_cgroup, read_usage, remove_cgroup
 from sandlot.runtime.disks import create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mount_overlay, mounts_under, unmount
 from sandlot.runtime.reaping import become_subreaper, reap
@@ -96,6 +97,11 @@ class OciRuntime:
             path.chmod(0o755 if path.is_dir() else 0o644)
         staging.rename(target)
         return target
+
+    def cgroup_path(self, sandbox_id: str) -> str:
+        """Under a parent named like the run directory, so servers sharing a host (and
+        their consistency checks) never mistake each other's sandboxes for their own."""
+        return f"/sandlot/{self.run_root.name}/{sandbox_id}"
 
     def bundle_dir(self, sandbox_id: str) -> Path:
         return self.run_root / sandbox_id
@@ -164,7 +170,11 @@ class OciRuntime:
             os.chown(path, self.uid_offset, self.uid_offset)
         mount_overlay(spec.rootfs, layer / "upper", layer / "work", bundle / "rootfs")
         config = oci_config(
-            spec, agent_dir=self.agent_dir, run_dir=bundle / "run", etc_dir=bundle / "etc"
+            spec,
+            agent_dir=self.agent_dir,
+            run_dir=bundle / "run",
+            etc_dir=bundle / "etc",
+            cgroup=self.cgroup_path(spec.sandbox_id),
         )
         if process_args is not None:
             config["process"].update(args=process_args, cwd="/")
@@ -199,13 +209,13 @@ class OciRuntime:
     async def destroy(self, sandbox_id: str) -> None:
         init_pid = await self._init_pid(sandbox_id)
         await self._runc("delete", "--force", sandbox_id, check=False)
-        await kill_cgroup(cgroups_path(sandbox_id))
+        await kill_cgroup(self.cgroup_path(sandbox_id))
         if init_pid is not None:
             await reap(init_pid)
         bundle = self.bundle_dir(sandbox_id)
         for point in mounts_under(bundle):
             unmount(point)
-        remove_cgroup(cgroups_path(sandbox_id))
+        remove_cgroup(self.cgroup_path(sandbox_id))
         shutil.rmtree(bundle, ignore_errors=True)
         shutil.rmtree(self.disk_dir(sandbox_id), ignore_errors=True)
 
@@ -234,15 +244,29 @@ class OciRuntime:
             found.setdefault(leftover.name, RuntimeStatus.MISSING)
         return [RuntimeSandbox(sid, status) for sid, status in sorted(found.items())]
 
+    def orphan_traces(self, known: set[str]) -> builtins.list[str]:
+        traces = []
+        for point in mounts_under(self.run_root):
+            owner = point.relative_to(self.run_root).parts[0]
+            if owner.startswith("sbx-") and owner not in known:
+                traces.append(f"{owner}: mount {point} left behind")
+        for directory in cgroup_dirs(f"sandlot/{self.run_root.name}"):
+            for child in directory.iterdir():
+                if child.is_dir() and child.name.startswith("sbx-") and child.name not in known:
+                    traces.append(f"{child.name}: cgroup {child} left behind")
+        return traces
+
     async def close(self) -> None:
         if not await self.list():
             shutil.rmtree(self.run_root, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                remove_cgroup(f"/sandlot/{self.run_root.name}")
 
     def usage(self, sandbox_id: str) -> SandboxUsage:
         used, size = disk_usage(self.layer_dir(sandbox_id))
         rx, tx = self._net_counters(sandbox_id)
         return dataclasses.replace(
-            read_usage(cgroups_path(sandbox_id)),
+            read_usage(self.cgroup_path(sandbox_id)),
             disk_bytes=used,
             disk_limit_bytes=size,
             net_rx_bytes=rx,

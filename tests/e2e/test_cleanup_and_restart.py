@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -21,14 +22,14 @@ def host_traces(sandbox_id: str, data_dir: Path) -> list[str]:
     loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
     if sandbox_id in loops:
         traces.append("loop device")
-    traces += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/sandlot/{sandbox_id}")]
+    traces += [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/sandlot/*/{sandbox_id}")]
     if (data_dir / "sandboxes" / sandbox_id).exists():
         traces.append("disk directory")
     if (run_root_for(data_dir) / sandbox_id).exists():
         traces.append("run directory")
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            if f"/sandlot/{sandbox_id}" in (proc / "cgroup").read_text():
+            if f"/{sandbox_id}" in (proc / "cgroup").read_text():
                 state = (proc / "stat").read_text().rsplit(")", 1)[1].split()
                 # A zombie whose parent is the host's init (the sandbox outlived the
                 # server that started it) is the host's to reap, not a leak.
@@ -93,3 +94,38 @@ def test_graceful_restart_keeps_sandboxes(fresh_server: ServerProcess) -> None:
         timeout=60,
     )
     assert r.json()["data"]["stdout"] == "still here\n"
+
+
+def doctor_check(srv: ServerProcess) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sandlot", "doctor", "--check", "--data-dir", str(srv.data_dir)],
+        env=srv.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_doctor_check_finds_what_is_out_of_place(fresh_server: ServerProcess) -> None:
+    srv = fresh_server
+    with Sandlot(api_url=srv.url, api_key=srv.api_key) as client:
+        kept = Sandbox.create(client=client)
+        gone = Sandbox.create(client=client)
+        Sandbox.create(client=client).kill()
+    clean = doctor_check(srv)
+    assert clean.returncode == 0 and "agree" in clean.stdout, clean.stdout + clean.stderr
+    # A crash, and a sandbox lost while no server watches: the checker sees it...
+    srv.stop(signal.SIGKILL)
+    runc = ["runc", "--root", str(state_root_for(srv.data_dir))]
+    subprocess.run([*runc, "delete", "--force", gone.id], check=True)
+    broken = doctor_check(srv)
+    assert broken.returncode == 1
+    assert f"{gone.id}: the store says running" in broken.stdout
+    assert kept.id not in broken.stdout
+    # ...and the next start reconciles it away.
+    srv.start()
+    healed = doctor_check(srv)
+    assert healed.returncode == 0, healed.stdout
+    with Sandlot(api_url=srv.url, api_key=srv.api_key) as client:
+        assert Sandbox.get(gone.id, client=client).status == "error"
+        Sandbox.get(kept.id, client=client).kill()
