@@ -35,6 +35,9 @@ def run(sandboxes: int, seconds: float) -> None:
             extra_env={
                 **UNLIMITED,
                 "SANDLOT_WARM_POOL_SIZE": "0",
+                # More sandboxes than one organisation may hold by default.
+                "SANDLOT_ORG_MAX_SANDBOXES": str(sandboxes),
+                "SANDLOT_ORG_MAX_VCPUS": str(sandboxes),
                 "SANDLOT_MEMORY_OVERCOMMIT": "8",
                 "SANDLOT_METRICS_INTERVAL": "2",
             },
