@@ -254,7 +254,7 @@ class SandboxService:
         timeout: float | None = None,
     ) -> CommandOutcome:
         live = await self._live_sandbox(org_id, sandbox_id)
-        oom_before = self.runtime.usage(sandbox_id).oom_kills
+        oom_before = self.runtime.oom_kills(sandbox_id)
         result = await live.session.exec(
             command,
             cwd=cwd,
@@ -271,9 +271,7 @@ class SandboxService:
                     "stderr": result.stderr.decode(errors="replace"),
                 },
             )
-        oom_killed = (
-            result.signal == "SIGKILL" and self.runtime.usage(sandbox_id).oom_kills > oom_before
-        )
+        oom_killed = result.signal == "SIGKILL" and self.runtime.oom_kills(sandbox_id) > oom_before
         return CommandOutcome(
             stdout=result.stdout,
             stderr=result.stderr,

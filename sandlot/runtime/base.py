@@ -53,6 +53,9 @@ class Runtime(Protocol):
 
     def usage(self, sandbox_id: str) -> SandboxUsage: ...
 
+    def oom_kills(self, sandbox_id: str) -> int:
+        """How many processes the memory limit has killed, without reading the rest."""
+
     def orphan_traces(self, known: set[str]) -> builtins.list[str]:
         """Host state named after a sandbox outside `known` that `list` does not show
         (a mount, a cgroup, a loop device): what a crash could leak."""

@@ -44,6 +44,14 @@ def cgroup_dirs(relative: str) -> list[Path]:
     return sorted(h / rel for h in hierarchies if (h / rel).is_dir())
 
 
+def read_oom_kills(relative: str) -> int:
+    """Just the OOM-kill counter: one file, cheap enough for every command's path."""
+    rel = relative.lstrip("/")
+    if is_cgroup_v2():
+        return _read_keyed(CGROUP_ROOT / rel / "memory.events").get("oom_kill", 0)
+    return _read_keyed(CGROUP_ROOT / "memory" / rel / "memory.oom_control").get("oom_kill", 0)
+
+
 def read_usage(relative: str) -> SandboxUsage:
     rel = relative.lstrip("/")
     if is_cgroup_v2():
@@ -53,7 +61,7 @@ def read_usage(relative: str) -> SandboxUsage:
             memory_bytes=_read_int(d / "memory.current"),
             memory_limit_bytes=_read_int(d / "memory.max"),
             pids=_read_int(d / "pids.current"),
-            oom_kills=_read_keyed(d / "memory.events").get("oom_kill", 0),
+            oom_kills=read_oom_kills(relative),
         )
     memory = CGROUP_ROOT / "memory" / rel
     return SandboxUsage(
@@ -61,7 +69,7 @@ def read_usage(relative: str) -> SandboxUsage:
         memory_bytes=_read_int(memory / "memory.usage_in_bytes"),
         memory_limit_bytes=_read_int(memory / "memory.limit_in_bytes"),
         pids=_read_int(CGROUP_ROOT / "pids" / rel / "pids.current"),
-        oom_kills=_read_keyed(memory / "memory.oom_control").get("oom_kill", 0),
+        oom_kills=read_oom_kills(relative),
     )
 
 

@@ -38,7 +38,13 @@ from sandlot.runtime.bundle import (
     identity_files,
     oci_config,
 )
-from sandlot.runtime.cgroups import cgroup_dirs, kill_cgroup, read_usage, remove_cgroup
+from sandlot.runtime.cgroups import (
+    cgroup_dirs,
+    kill_cgroup,
+    read_oom_kills,
+    read_usage,
+    remove_cgroup,
+)
 from sandlot.runtime.disks import create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mount_overlay, mounts_under, unmount
 from sandlot.runtime.reaping import become_subreaper, reap
@@ -261,6 +267,9 @@ class OciRuntime:
             shutil.rmtree(self.run_root, ignore_errors=True)
             with contextlib.suppress(OSError):
                 remove_cgroup(f"/sandlot/{self.run_root.name}")
+
+    def oom_kills(self, sandbox_id: str) -> int:
+        return read_oom_kills(self.cgroup_path(sandbox_id))
 
     def usage(self, sandbox_id: str) -> SandboxUsage:
         used, size = disk_usage(self.layer_dir(sandbox_id))
