@@ -41,7 +41,9 @@ class MetricsSampler:
         self.owners: dict[str, str] = {}
         self._previous: dict[str, _Reading] = {}
 
-    def sample(self, running: list[Sampled]) -> None:
+    def sample(self, running: list[Sampled], *, complete: bool = True) -> None:
+        """Read `running`; a `complete` pass (all running sandboxes) also forgets the
+        state of sandboxes no longer in it, a partial one leaves the others alone."""
         now = time.monotonic()
         seen = set()
         for sbx in running:
@@ -55,7 +57,7 @@ class MetricsSampler:
             self.latest[sbx.sandbox_id] = figures
             self.owners[sbx.sandbox_id] = sbx.org_id
             self.events.publish(Event("metrics", sbx.sandbox_id, sbx.org_id, figures))
-        for gone in set(self._previous) - seen:
+        for gone in set(self._previous) - seen if complete else ():
             self._previous.pop(gone, None)
             self.latest.pop(gone, None)
             self.owners.pop(gone, None)

@@ -329,7 +329,7 @@ class SandboxService:
         require_running(sandbox_id, view.status)
         latest = self.sampler.latest.get(sandbox_id)
         if latest is None:
-            self.sampler.sample([Sampled(sandbox_id, org_id, view.resources.vcpus)])
+            self.sampler.sample([Sampled(sandbox_id, org_id, view.resources.vcpus)], complete=False)
             latest = self.sampler.latest[sandbox_id]
         return latest
 
