@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Request, WebSocket
 
 from sandlot.api.ratelimit import RateLimiter
 from sandlot.core.service import SandboxService
@@ -88,13 +88,28 @@ def principal(
     return principal_of(request.app, x_api_key, authorization)
 
 
+def check_scope(who: Principal, scope: str) -> Principal:
+    if scope not in who.scopes and "admin" not in who.scopes:
+        raise PermissionDeniedError(f"this API key lacks the {scope!r} scope")
+    return who
+
+
 def requires(scope: str) -> object:
     def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
-        if scope not in who.scopes and "admin" not in who.scopes:
-            raise PermissionDeniedError(f"this API key lacks the {scope!r} scope")
-        return who
+        return check_scope(who, scope)
 
     return Depends(check)
+
+
+def websocket_principal(websocket: WebSocket, scope: str) -> Principal:
+    """The caller of a WebSocket route, which may also pass its key as `?apiKey=`
+    (browsers cannot set headers on a WebSocket)."""
+    who = principal_of(
+        websocket.app,
+        websocket.headers.get("x-api-key") or websocket.query_params.get("apiKey"),
+        websocket.headers.get("authorization"),
+    )
+    return check_scope(who, scope)
 
 
 def operator(request: Request, who: Annotated[Principal, Depends(principal)]) -> Principal:

@@ -16,11 +16,11 @@ from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from starlette.websockets import WebSocketDisconnect
 
-from sandlot.api.deps import Principal, Reader, Service, principal_of
+from sandlot.api.deps import Reader, Service, websocket_principal
 from sandlot.api.routes.sandboxes import SandboxId
 from sandlot.core.events import Event, EventFilter
 from sandlot.core.service import SandboxService
-from sandlot.errors import PermissionDeniedError, SandlotError
+from sandlot.errors import SandlotError
 
 router = APIRouter(tags=["events"])
 
@@ -120,7 +120,7 @@ async def _websocket(websocket: WebSocket, sandbox_id: str | None) -> None:
     svc: SandboxService = websocket.app.state.service
     params = websocket.query_params
     try:
-        who = _reader(websocket)
+        who = websocket_principal(websocket, "sandboxes:read")
         if sandbox_id is not None:
             svc.get(who.org_id, sandbox_id)
         since = int(params["since"]) if params.get("since") else None
@@ -155,17 +155,6 @@ async def _websocket(websocket: WebSocket, sandbox_id: str | None) -> None:
         await events.aclose()
         with contextlib.suppress(Exception):
             await websocket.close()
-
-
-def _reader(websocket: WebSocket) -> Principal:
-    who = principal_of(
-        websocket.app,
-        websocket.headers.get("x-api-key") or websocket.query_params.get("apiKey"),
-        websocket.headers.get("authorization"),
-    )
-    if not {"sandboxes:read", "admin"} & set(who.scopes):
-        raise PermissionDeniedError("reading events needs the 'sandboxes:read' scope")
-    return who
 
 
 async def _until_closed(websocket: WebSocket) -> None:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from sandlot.api.deps import Reader, Service, Writer, principal_of
+from sandlot.api.deps import Reader, Service, Writer, websocket_principal
 from sandlot.api.routes.sandboxes import SandboxId
 from sandlot.api.schemas import (
     Envelope,
@@ -29,7 +29,7 @@ from sandlot.api.schemas import (
 )
 from sandlot.core.service import SandboxService
 from sandlot.core.session import AttachmentLike
-from sandlot.errors import InvalidConfigError, PermissionDeniedError, SandlotError
+from sandlot.errors import InvalidConfigError, SandlotError
 
 router = APIRouter(prefix="/v1/sandboxes/{sandbox_id}", tags=["processes"])
 
@@ -101,13 +101,7 @@ async def attach(websocket: WebSocket, sandbox_id: str, process_id: str) -> None
     await websocket.accept()
     svc: SandboxService = websocket.app.state.service
     try:
-        who = principal_of(
-            websocket.app,
-            websocket.headers.get("x-api-key") or websocket.query_params.get("apiKey"),
-            websocket.headers.get("authorization"),
-        )
-        if "sandboxes:write" not in who.scopes and "admin" not in who.scopes:
-            raise PermissionDeniedError("attaching needs the 'sandboxes:write' scope")
+        who = websocket_principal(websocket, "sandboxes:write")
         attachment = await svc.attach(who.org_id, sandbox_id, process_id)
     except SandlotError as err:
         await websocket.send_json({"type": "error", "error": err.to_dict()})
