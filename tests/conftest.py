@@ -8,6 +8,9 @@ base template is shared between runs (built once if missing).
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -74,3 +77,14 @@ def fresh_server(tmp_path: Path) -> Iterator[ServerProcess]:
         srv.start()
     srv.destroy_all()
     srv.stop()
+
+
+@pytest.fixture
+def tmux() -> Iterator[str]:
+    """A detached 100x30 tmux session, killed afterwards."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (scripts/setup installs it)")
+    name = f"sandlot-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30"], check=True)
+    yield name
+    subprocess.run(["tmux", "kill-session", "-t", name], check=False)

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-
-import pytest
 
 from sandlot import Sandbox
+from tests.e2e.terminal import run_sandlot, screen, type_keys, wait_for_screen
 
 
 def sandlot(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[bytes]:
@@ -61,51 +57,11 @@ def test_ps_and_attach(api_env: dict[str, str], sandbox: Sandbox) -> None:
     assert attached.stdout == b"one\ntwo\n" and attached.returncode == 6
 
 
-@pytest.fixture
-def tmux() -> Iterator[str]:
-    if shutil.which("tmux") is None:
-        pytest.skip("tmux is not installed (scripts/setup installs it)")
-    name = f"sandlot-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", name, "-x", "100", "-y", "30"], check=True)
-    yield name
-    subprocess.run(["tmux", "kill-session", "-t", name], check=False)
-
-
-def screen(session: str) -> str:
-    return subprocess.run(
-        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=True
-    ).stdout
-
-
-def wait_for_screen(session: str, text: str, timeout: float = 20) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        shown = screen(session)
-        if text in shown:
-            return shown
-        time.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared on screen:\n{screen(session)}")
-
-
 def test_shell_driven_like_a_person(api_env: dict[str, str], sandbox: Sandbox, tmux: str) -> None:
-    exports = " ".join(f"{k}={v}" for k, v in api_env.items() if k.startswith(("SANDLOT_", "XDG_")))
     status_file = f"/tmp/sandlot-shell-status-{tmux}"
-    subprocess.run(
-        [
-            "tmux",
-            "send-keys",
-            "-t",
-            tmux,
-            f"env {exports} {sys.executable} -m sandlot sandbox shell {sandbox.id}; "
-            f"echo $? > {status_file}",
-            "Enter",
-        ],
-        check=True,
-    )
+    run_sandlot(tmux, api_env, f"sandbox shell {sandbox.id}", f"; echo $? > {status_file}")
     wait_for_screen(tmux, f"root@{sandbox.id}")
-    subprocess.run(
-        ["tmux", "send-keys", "-t", tmux, "stty size; echo typed-$((6*7))", "Enter"], check=True
-    )
+    type_keys(tmux, "stty size; echo typed-$((6*7))")
     shown = wait_for_screen(tmux, "typed-42")
     assert "30 100" in shown  # the local terminal's size reached the sandbox
     subprocess.run(["tmux", "resize-window", "-t", tmux, "-x", "80", "-y", "24"], check=True)
@@ -113,9 +69,9 @@ def test_shell_driven_like_a_person(api_env: dict[str, str], sandbox: Sandbox, t
     deadline = time.monotonic() + 20
     while "24 80" not in screen(tmux):
         assert time.monotonic() < deadline, f"the resize never arrived:\n{screen(tmux)}"
-        subprocess.run(["tmux", "send-keys", "-t", tmux, "clear; stty size", "Enter"], check=True)
+        type_keys(tmux, "clear; stty size")
         time.sleep(0.5)
-    subprocess.run(["tmux", "send-keys", "-t", tmux, "exit 5", "Enter"], check=True)
+    type_keys(tmux, "exit 5")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:

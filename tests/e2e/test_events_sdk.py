@@ -12,9 +12,7 @@ import pytest
 from sandlot import Sandbox, Sandlot
 from sandlot.errors import SandboxNotFoundError
 from sandlot.testing import ServerProcess
-from tests.e2e.test_cli_processes import screen, tmux, wait_for_screen
-
-__all__ = ["tmux"]
+from tests.e2e.terminal import run_sandlot, screen, wait_for_screen
 
 
 def test_on_status_and_org_wide_exec_events(server: ServerProcess) -> None:
@@ -87,18 +85,7 @@ def test_events_cli_replays(api_env: dict[str, str], sandbox: Sandbox) -> None:
 
 def test_watch_in_tmux_shows_figures(api_env: dict[str, str], sandbox: Sandbox, tmux: str) -> None:
     sandbox.commands.run("timeout 30 sh -c 'while :; do :; done'", background=True)
-    exports = " ".join(f"{k}={v}" for k, v in api_env.items() if k.startswith(("SANDLOT_", "XDG_")))
-    subprocess.run(
-        [
-            "tmux",
-            "send-keys",
-            "-t",
-            tmux,
-            f"env {exports} {sys.executable} -m sandlot sandbox watch {sandbox.id}",
-            "Enter",
-        ],
-        check=True,
-    )
+    run_sandlot(tmux, api_env, f"sandbox watch {sandbox.id}")
     shown = wait_for_screen(tmux, "running")
     deadline = time.monotonic() + 20
     while "%" not in shown or "CPU" not in shown.upper():
