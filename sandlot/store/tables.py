@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -77,6 +89,17 @@ class SandboxRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Lifecycle: how the sandbox is paused ("checkpoint" or "freeze"), since when, and the
+    # paused time it has accumulated; the snapshot it was branched from.
+    pause_mode: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    paused_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    paused_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    snapshot_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # SSH: the sandbox's own password, hashed; None refuses password logins.
+    password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    # Network: the egress/ingress policy as the API took it, and the sandbox's address.
+    network: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     def as_dict(self) -> dict[str, Any]:
         return {c.key: getattr(self, c.key) for c in self.__mapper__.column_attrs}
@@ -94,3 +117,84 @@ class EventRow(Base):
     type: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column()
+
+
+class SnapshotRow(Base):
+    """A sandbox's saved state: its writable layer and, where taken, a memory checkpoint.
+
+    It copies what a sandbox needs to be made again (template, resources, env) so a
+    branch or rollback never depends on the source sandbox still existing.
+    """
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        UniqueConstraint("org_id", "sandbox_id", "name", name="uq_snapshots_name"),
+        Index("ix_snapshots_sandbox", "sandbox_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    sandbox_id: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(128))
+    description: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    template: Mapped[str] = mapped_column(String(128))
+    template_digest: Mapped[str] = mapped_column(String(64))
+    rootfs: Mapped[str] = mapped_column(String(1024))
+    vcpus: Mapped[int] = mapped_column(Integer)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    disk_mb: Mapped[int] = mapped_column(Integer)
+    env: Mapped[dict[str, str]] = mapped_column(JSON)
+    has_memory: Mapped[bool] = mapped_column(Boolean)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    revision: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class SnapshotPatchRow(Base):
+    """A script run against a snapshot's filesystem, making its next revision."""
+
+    __tablename__ = "snapshot_patches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    snapshot_id: Mapped[str] = mapped_column(
+        ForeignKey("snapshots.id", ondelete="CASCADE"), index=True
+    )
+    revision: Mapped[int] = mapped_column(Integer)
+    script: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    status: Mapped[str] = mapped_column(String(16))
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    output: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class SshKeyRow(Base):
+    """A public key that may open SSH sessions to any sandbox of its organisation."""
+
+    __tablename__ = "ssh_keys"
+    __table_args__ = (
+        UniqueConstraint("org_id", "fingerprint", name="uq_ssh_keys_fingerprint"),
+        UniqueConstraint("org_id", "name", name="uq_ssh_keys_name"),
+        Index("ix_ssh_keys_org", "org_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(128))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class PortRow(Base):
+    """A port of a sandbox exposed through the preview proxy."""
+
+    __tablename__ = "ports"
+    __table_args__ = (PrimaryKeyConstraint("sandbox_id", "port"),)
+
+    sandbox_id: Mapped[str] = mapped_column(ForeignKey("sandboxes.id", ondelete="CASCADE"))
+    port: Mapped[int] = mapped_column(Integer)
+    auth: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column()
