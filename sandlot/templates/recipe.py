@@ -16,6 +16,8 @@ BASE_PACKAGES = (
     "procps",
     "build-essential",
     "bash",
+    "openssh-sftp-server",
+    "rsync",
 )
 
 
