@@ -13,13 +13,15 @@ mean one thing on the wire and another in Python.
     │   ├── TemplateNotFoundError     TEMPLATE_NOT_FOUND   404
     │   ├── FileNotFoundInSandboxError FILE_NOT_FOUND      404
     │   ├── ProcessNotFoundError      PROCESS_NOT_FOUND    404
-    │   └── KeyNotFoundError          KEY_NOT_FOUND        404
+    │   ├── KeyNotFoundError          KEY_NOT_FOUND        404
+    │   └── SshKeyNotFoundError       SSH_KEY_NOT_FOUND    404
     ├── FileExistsInSandboxError      FILE_EXISTS          409
     ├── FileOperationError            FILE_OPERATION_FAILED 400
     ├── InvalidStateError             INVALID_STATE        409
     ├── RateLimitedError              RATE_LIMITED         429 (retryable)
     ├── ResourceExhaustedError        RESOURCE_EXHAUSTED   503 (retryable)
     ├── SandboxUnavailableError       SANDBOX_UNAVAILABLE  503 (retryable)
+    ├── ConnectFailedError            CONNECT_FAILED       502
     ├── CommandTimeoutError           SANDBOX_TIMEOUT      504
     └── InternalError                 INTERNAL             500 (retryable)
 """
@@ -95,6 +97,10 @@ class KeyNotFoundError(NotFoundError):
     code = "KEY_NOT_FOUND"
 
 
+class SshKeyNotFoundError(NotFoundError):
+    code = "SSH_KEY_NOT_FOUND"
+
+
 class ProcessNotFoundError(NotFoundError):
     """No background process with that id runs in the sandbox, or it exited long ago."""
 
@@ -138,6 +144,13 @@ class SandboxUnavailableError(SandlotError):
     default_retryable = True
 
 
+class ConnectFailedError(SandlotError):
+    """A TCP connection inside the sandbox was refused or could not be made."""
+
+    code = "CONNECT_FAILED"
+    status = 502
+
+
 class CommandTimeoutError(SandlotError):
     """A command ran past its timeout and was killed; the output it made so far is kept."""
 
@@ -170,12 +183,14 @@ ERRORS_BY_CODE: dict[str, type[SandlotError]] = {
         FileNotFoundInSandboxError,
         ProcessNotFoundError,
         KeyNotFoundError,
+        SshKeyNotFoundError,
         FileExistsInSandboxError,
         FileOperationError,
         InvalidStateError,
         RateLimitedError,
         ResourceExhaustedError,
         SandboxUnavailableError,
+        ConnectFailedError,
         CommandTimeoutError,
         InternalError,
     )

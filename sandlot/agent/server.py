@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import errors, handlers
+from . import errors, handlers, tcp
 from .errors import AgentError
 from .files import default_workdir
 from .processes import ProcessTable
@@ -61,6 +61,7 @@ HANDLERS: dict[str, Handler] = {
     "mkdir": handlers.mkdir,
     "remove": handlers.remove,
     "replace": handlers.replace,
+    "connect": tcp.connect,
 }
 
 

@@ -284,6 +284,43 @@ class Attachment:
             client._abandon(stream)
 
 
+class TcpConnection:
+    """A TCP connection the agent opened inside the sandbox, relayed over one stream.
+
+    Iterate for the bytes the peer sends until it half-closes; `send` and `close_write`
+    go the other way; `close` drops the connection whatever its state.
+    """
+
+    def __init__(self, client: AgentClient, stream: _Stream, address: str) -> None:
+        self._client = client
+        self._stream = stream
+        self.address = address
+        """The address inside the sandbox the connection reached."""
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        await self._client._send_bytes(self._stream, data)
+
+    async def close_write(self) -> None:
+        if not self._stream.done:
+            self._client._send({"sid": self._stream.sid, "type": END})
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._received()
+
+    async def close(self) -> None:
+        self._client._abandon(self._stream)
+
+    async def _received(self) -> AsyncIterator[bytes]:
+        client, stream = self._client, self._stream
+        while True:
+            frame = await client._next(stream)
+            if frame.type == DATA:
+                yield frame.payload
+                client._consumed(stream, len(frame.payload))
+            elif frame.type == RESPONSE or frame.header.get("event") == "eof":
+                return
+
+
 class AgentClient:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Wrap an open connection; use `connect` instead."""
@@ -495,6 +532,22 @@ class AgentClient:
             self._abandon(stream)
             raise
         return Attachment(self, stream, info=info, dropped_bytes=dropped)
+
+    async def open_tcp(self, host: str, port: int) -> TcpConnection:
+        """Connect to `host:port` from inside the sandbox (its loopback or its own
+        addresses only); raises ConnectFailedError if nothing accepts there."""
+        stream = self._open("connect", {"host": host, "port": port})
+        try:
+            frame = await self._next(stream)
+            address = frame.header.get("address")
+            if frame.type != EVENT or frame.header.get("event") != "connected":
+                raise InternalError(f"agent answered connect with an unexpected {frame.type} frame")
+            if not isinstance(address, str):
+                raise InternalError("the agent reported a connection without its address")
+        except BaseException:
+            self._abandon(stream)
+            raise
+        return TcpConnection(self, stream, address)
 
     def read_file(self, path: str) -> AsyncIterator[bytes]:
         """The file's content in chunks; a missing file raises before the first chunk."""
