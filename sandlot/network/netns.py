@@ -1,0 +1,116 @@
+"""Persistent network namespaces: a namespace kept alive by a bind mount of its nsfs file.
+
+A persistent namespace outlives the processes inside it, so a sandbox checkpointed and
+restored (or adopted by a restarted server) keeps its interfaces and address. The files
+live in /run/netns, which is made a shared mount like `ip netns` does, so an unmount
+here propagates into mount namespaces that copied it.
+
+Entering a namespace changes only the calling thread, so work inside one runs on a
+thread of its own that is thrown away afterwards: a thread that failed to come back can
+never serve other work in the wrong namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_SHARED = 1 << 20
+MNT_DETACH = 2
+
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _ensure_shared_dir() -> None:
+    NETNS_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    if not os.path.ismount(NETNS_DIR):
+        target = str(NETNS_DIR).encode()
+        _check(_libc.mount(target, target, b"none", MS_BIND | MS_REC, None), "bind /run/netns")
+    _check(
+        _libc.mount(b"none", str(NETNS_DIR).encode(), None, MS_SHARED | MS_REC, None),
+        "share /run/netns",
+    )
+
+
+def _on_fresh_thread(work: Callable[[], T]) -> T:
+    result: list[T] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(work())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=run, name="sandlot-netns")
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+    return result[0]
+
+
+def create(path: Path, configure: Callable[[], None]) -> None:
+    """Make a new namespace pinned at `path` and run `configure` inside it."""
+
+    def work() -> None:
+        _ensure_shared_dir()
+        path.touch(mode=0o444)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        try:
+            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+            try:
+                source = b"/proc/thread-self/ns/net"
+                _check(_libc.mount(source, str(path).encode(), None, MS_BIND, None), "pin netns")
+                configure()
+            finally:
+                _check(_libc.setns(home, CLONE_NEWNET), "return to the host namespace")
+        finally:
+            os.close(home)
+
+    try:
+        _on_fresh_thread(work)
+    except BaseException:
+        remove(path)
+        raise
+
+
+def run_inside(path: Path, work: Callable[[], T]) -> T:
+    """Run `work` on a thread that has entered the namespace at `path`."""
+
+    def enter() -> T:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            _check(_libc.setns(fd, CLONE_NEWNET), f"enter {path}")
+        finally:
+            os.close(fd)
+        return work()
+
+    return _on_fresh_thread(enter)
+
+
+def remove(path: Path) -> None:
+    """Unpin and delete; the namespace goes once nothing else holds it. Idempotent."""
+    _libc.umount2(str(path).encode(), MNT_DETACH)
+    path.unlink(missing_ok=True)
+
+
+async def create_async(path: Path, configure: Callable[[], None]) -> None:
+    await asyncio.to_thread(create, path, configure)

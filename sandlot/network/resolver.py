@@ -1,0 +1,203 @@
+"""The DNS resolver every sandbox uses, run inside the server process.
+
+It knows each query's sandbox by the source address, answers names the sandbox's
+policy allows (from the static zone first, then by forwarding to the host's upstream
+resolvers) and, before replying, lets the answered addresses through that sandbox's
+firewall for their TTL. Names the policy denies get REFUSED. Sandboxes have no IPv6,
+so AAAA questions get an empty answer at once rather than a slow failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.asyncquery
+import dns.exception
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+log = logging.getLogger(__name__)
+
+STATIC_TTL = 60
+UPSTREAM_TIMEOUT = 3.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the resolver's owner says about a query from `source`."""
+
+    sandbox_id: str | None
+    allowed: bool
+
+
+Judge = Callable[[str, str], Verdict]
+"""(source address, name) -> verdict; an unknown source gets sandbox_id None."""
+Admit = Callable[[str, str, list[str], int], Awaitable[None]]
+"""(sandbox id, name, addresses, ttl): open the firewall before the answer goes out."""
+Denied = Callable[[str, str], None]
+
+
+def host_upstreams(resolv_conf: Path = Path("/etc/resolv.conf")) -> list[str]:
+    try:
+        lines = resolv_conf.read_text().splitlines()
+    except OSError:
+        return []
+    return [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
+
+
+class Resolver:
+    def __init__(
+        self,
+        *,
+        judge: Judge,
+        admit: Admit,
+        on_denied: Denied,
+        upstreams: list[str],
+        static_hosts: dict[str, str],
+    ) -> None:
+        self._judge = judge
+        self._admit = admit
+        self._on_denied = on_denied
+        self._upstreams = upstreams
+        self._static = {k.lower().rstrip("."): v for k, v in static_hosts.items()}
+        self._udp: asyncio.DatagramTransport | None = None
+        self._tcp: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = 0
+
+    async def start(self, host: str, port: int) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self), local_addr=(host, port)
+        )
+        self._udp = transport
+        self.port = transport.get_extra_info("sockname")[1]
+        self._tcp = await asyncio.start_server(self._serve_tcp, host, self.port)
+
+    async def close(self) -> None:
+        if self._udp is not None:
+            self._udp.close()
+        if self._tcp is not None:
+            self._tcp.close()
+            await self._tcp.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, wire: bytes, source: str, reply: Callable[[bytes], None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._reply(wire, source, reply))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _reply(self, wire: bytes, source: str, reply: Callable[[bytes], None]) -> None:
+        try:
+            answer = await self.answer(wire, source)
+        except Exception:
+            log.exception("resolver failed on a query from %s", source)
+            return
+        if answer is not None:
+            reply(answer)
+
+    async def answer(self, wire: bytes, source: str) -> bytes | None:
+        try:
+            query = dns.message.from_wire(wire)
+        except dns.exception.DNSException:
+            return None
+        if len(query.question) != 1:
+            return _empty(query, dns.rcode.FORMERR)
+        question = query.question[0]
+        name = question.name.to_text(omit_final_dot=True).lower()
+        verdict = self._judge(source, name)
+        if verdict.sandbox_id is None:
+            return _empty(query, dns.rcode.REFUSED)
+        if not verdict.allowed:
+            self._on_denied(verdict.sandbox_id, name)
+            return _empty(query, dns.rcode.REFUSED)
+        if question.rdtype == dns.rdatatype.AAAA:
+            return _empty(query, dns.rcode.NOERROR)
+        static = self._static.get(name)
+        if static is not None:
+            response = dns.message.make_response(query)
+            response.flags |= dns.flags.AA | dns.flags.RA
+            if question.rdtype in (dns.rdatatype.A, dns.rdatatype.ANY):
+                response.answer.append(
+                    dns.rrset.from_text(question.name, STATIC_TTL, "IN", "A", static)
+                )
+                await self._admit(verdict.sandbox_id, name, [static], STATIC_TTL)
+            return bytes(response.to_wire())
+        upstream = await self._forward(query)
+        if upstream is None:
+            return _empty(query, dns.rcode.SERVFAIL)
+        addresses, ttl = _addresses(upstream)
+        if addresses:
+            await self._admit(verdict.sandbox_id, name, addresses, ttl)
+        upstream.id = query.id
+        return bytes(upstream.to_wire())
+
+    async def _forward(self, query: dns.message.Message) -> dns.message.Message | None:
+        for upstream in self._upstreams:
+            host, _, port = upstream.partition("#")
+            try:
+                return await dns.asyncquery.udp(
+                    query, host, timeout=UPSTREAM_TIMEOUT, port=int(port or 53)
+                )
+            except (dns.exception.DNSException, OSError) as exc:
+                log.warning("upstream resolver %s failed: %s", upstream, exc)
+        return None
+
+    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        source = writer.get_extra_info("peername")[0]
+        try:
+            while True:
+                size = struct.unpack("!H", await reader.readexactly(2))[0]
+                wire = await reader.readexactly(size)
+                answer = await self.answer(wire, source)
+                if answer is None:
+                    break
+                writer.write(struct.pack("!H", len(answer)) + answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        self.resolver._spawn(data, addr[0], lambda answer: transport.sendto(answer, addr))
+
+
+def _empty(query: dns.message.Message, rcode: dns.rcode.Rcode) -> bytes:
+    response = dns.message.make_response(query)
+    response.flags |= dns.flags.RA
+    response.set_rcode(rcode)
+    return bytes(response.to_wire())
+
+
+def _addresses(response: dns.message.Message) -> tuple[list[str], int]:
+    found: list[str] = []
+    ttls: list[int] = []
+    for rrset in response.answer:
+        if rrset.rdtype == dns.rdatatype.A and rrset.rdclass == dns.rdataclass.IN:
+            found += [r.address for r in rrset]
+            ttls.append(rrset.ttl)
+    return found, min(ttls, default=STATIC_TTL)
