@@ -83,9 +83,10 @@ def cgroup_resources(res: Resources, cpus: str | None) -> dict[str, Any]:
     }
 
 
-def identity_files(sandbox_id: str) -> dict[str, str]:
-    """/etc files that must name the sandbox, not the host the template was built on."""
-    return {
+def identity_files(sandbox_id: str, nameserver: str | None = None) -> dict[str, str]:
+    """/etc files that must name the sandbox (and its resolver), not the host the
+    template was built on."""
+    files = {
         "hostname": f"{sandbox_id}\n",
         "hosts": (
             "127.0.0.1\tlocalhost\n"
@@ -93,6 +94,20 @@ def identity_files(sandbox_id: str) -> dict[str, str]:
             "::1\tlocalhost ip6-localhost ip6-loopback\n"
         ),
     }
+    if nameserver is not None:
+        files["resolv.conf"] = f"nameserver {nameserver}\n"
+    return files
+
+
+def namespaces(spec: SandboxSpec) -> list[dict[str, str]]:
+    """Fresh namespaces of every kind, except the network one when the spec names it."""
+    fresh = [{"type": ns} for ns in ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")]
+    if spec.netns is None:
+        return fresh
+    return [
+        {"type": "network", "path": str(spec.netns)} if ns["type"] == "network" else ns
+        for ns in fresh
+    ]
 
 
 def oci_config(
@@ -164,7 +179,7 @@ def oci_config(
                     "source": str(etc_dir / name),
                     "options": ["rbind", "rw", "nosuid", "nodev", "noexec"],
                 }
-                for name in identity_files(spec.sandbox_id)
+                for name in identity_files(spec.sandbox_id, spec.nameserver)
             ),
             {
                 "destination": AGENT_MOUNT,
@@ -182,9 +197,7 @@ def oci_config(
         "linux": {
             "uidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],
             "gidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],
-            "namespaces": [
-                {"type": ns} for ns in ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")
-            ],
+            "namespaces": namespaces(spec),
             "cgroupsPath": cgroup,
             "resources": {
                 "devices": [{"allow": False, "access": "rwm"}],

@@ -168,7 +168,7 @@ class OciRuntime:
         for path in (layer / "upper", layer / "work"):
             path.mkdir()
         (bundle / "etc").mkdir(mode=0o755)
-        for name, text in identity_files(spec.sandbox_id).items():
+        for name, text in identity_files(spec.sandbox_id, spec.nameserver).items():
             (bundle / "etc" / name).write_text(text)
             os.chown(bundle / "etc" / name, self.uid_offset, self.uid_offset)
         # Root inside owns its writable layer and the agent's socket directory.
