@@ -33,6 +33,10 @@ async def ping(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, 
     }
 
 
+async def quiesce(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+    return await agent.quiesce()
+
+
 # -- processes ----------------------------------------------------------------------
 
 

@@ -62,6 +62,7 @@ HANDLERS: dict[str, Handler] = {
     "remove": handlers.remove,
     "replace": handlers.replace,
     "connect": tcp.connect,
+    "quiesce": handlers.quiesce,
 }
 
 
@@ -210,6 +211,7 @@ class Agent:
         self.processes = ProcessTable(self.reaper)
         self._connections: set[asyncio.Task[Any]] = set()
         self._shell: str | None = None
+        self._server: asyncio.AbstractServer | None = None
 
     @property
     def shell(self) -> str:
@@ -224,17 +226,36 @@ class Agent:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
-        server = await self._listen()
+        loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self._relisten()))
+        self._server = await self._listen()
         try:
             await stop.wait()
         finally:
-            server.close()
+            self._stop_serving()
             self.processes.kill_all()
-            for task in list(self._connections):
-                task.cancel()
-            with contextlib.suppress(OSError):
-                os.unlink(self.socket_path)
         return 0
+
+    async def quiesce(self) -> dict[str, Any]:
+        """Stop serving before a checkpoint: CRIU cannot restore a listening socket bound
+        to a path on a host bind mount, nor a connection to a peer outside the sandbox.
+        Processes run on; the host sends SIGUSR1 after restore (or after a failed dump)
+        to have the agent listen again.
+        """
+        asyncio.get_running_loop().call_soon(self._stop_serving)
+        return {"quiesced": True}
+
+    def _stop_serving(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for task in list(self._connections):
+            task.cancel()
+        with contextlib.suppress(OSError):
+            os.unlink(self.socket_path)
+
+    async def _relisten(self) -> None:
+        if self._server is None:
+            self._server = await self._listen()
 
     async def _listen(self) -> asyncio.AbstractServer:
         path = self.socket_path

@@ -118,4 +118,7 @@ class SandboxSession(Protocol):
 
     async def open_tcp(self, host: str, port: int) -> TcpConnectionLike: ...
 
+    async def quiesce(self) -> None:
+        """Let the sandbox be checkpointed: the agent stops serving; closes the session."""
+
     async def close(self) -> None: ...

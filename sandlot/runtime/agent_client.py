@@ -82,6 +82,7 @@ PROCESS_INFO_KEYS = (
 )
 """The keys of a ProcessInfo dict; the exit fields (the last four) are None while it runs."""
 
+QUIESCE_TIMEOUT = 2.0
 _RETRY_DELAY = 0.002
 _PATIENT_AFTER = 0.5
 """Poll every _RETRY_DELAY while an agent may still be starting, then back off."""
@@ -385,6 +386,16 @@ class AgentClient:
     async def ping(self) -> dict[str, Any]:
         """The agent's version, protocol version, uptime (seconds) and pid."""
         return _expect(dict, await self._call("ping", {}), "ping")
+
+    async def quiesce(self) -> None:
+        """Have the agent stop listening and drop its connections, this one included,
+        before the sandbox is checkpointed; closes this client."""
+        await self._call("quiesce", {})
+        # The agent closes its side once it has stopped listening: waiting for that end
+        # of stream means no socket of the agent's is left for CRIU to trip over.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._reader_task), QUIESCE_TIMEOUT)
+        await self.close()
 
     async def spawn(
         self,

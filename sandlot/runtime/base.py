@@ -14,6 +14,8 @@ from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage
 class RuntimeStatus(enum.Enum):
     RUNNING = "running"
     PAUSED = "paused"
+    CHECKPOINTED = "checkpointed"
+    """Processes dumped to disk and stopped; `restore` brings them back."""
     STOPPED = "stopped"
     MISSING = "missing"
 
@@ -33,8 +35,30 @@ class Runtime(Protocol):
     uid_offset: int
     """Host uid that container root maps to; templates are stored shifted by it."""
 
-    async def create(self, spec: SandboxSpec) -> None:
-        """Build the sandbox's filesystem and start its agent as PID 1."""
+    @property
+    def can_checkpoint(self) -> bool:
+        """Whether `checkpoint`, `restore` and memory snapshots work on this host."""
+
+    async def create(self, spec: SandboxSpec, snapshot: Path | None = None) -> None:
+        """Build the sandbox's filesystem and start its agent as PID 1; with `snapshot`
+        (a directory `snapshot` wrote), start from its disk, and from its processes when
+        it holds them."""
+
+    async def freeze(self, sandbox_id: str) -> None:
+        """Stop every process where it is (memory kept) until `thaw`."""
+
+    async def thaw(self, sandbox_id: str) -> None: ...
+
+    async def checkpoint(self, sandbox_id: str) -> None:
+        """Dump the processes to disk and stop them, releasing memory and CPU; the agent
+        must have been quiesced. The sandbox's status becomes CHECKPOINTED."""
+
+    async def restore(self, sandbox_id: str, images: Path | None = None) -> None:
+        """Bring back a checkpointed sandbox, and wake its agent."""
+
+    async def snapshot(self, sandbox_id: str, target: Path, memory: bool) -> int:
+        """Save the sandbox's disk (and processes, with `memory`; the agent must have
+        been quiesced) into `target` without stopping it; returns the bytes used."""
 
     async def destroy(self, sandbox_id: str) -> None:
         """Stop every process and remove everything created for the sandbox; idempotent."""

@@ -39,6 +39,17 @@ def unmount(target: Path) -> None:
             raise OSError(err, f"unmount {target}: {os.strerror(err)}")
 
 
+def syncfs(path: Path) -> None:
+    """Flush one filesystem (a sandbox's disk) rather than every filesystem on the host."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs {path}: {os.strerror(code)}")
+    finally:
+        os.close(fd)
+
+
 def mounts_under(prefix: Path) -> list[Path]:
     """Mount points at or below `prefix`, deepest first so they can be unmounted in order."""
     found = []

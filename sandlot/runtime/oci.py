@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -45,8 +46,9 @@ from sandlot.runtime.cgroups import (
     read_usage,
     remove_cgroup,
 )
-from sandlot.runtime.disks import create_disk, disk_usage, mount_disk
-from sandlot.runtime.mounts import mount_overlay, mounts_under, unmount
+from sandlot.runtime.criu import find_criu
+from sandlot.runtime.disks import copy_disk, create_disk, disk_usage, mount_disk
+from sandlot.runtime.mounts import mount_overlay, mounts_under, syncfs, unmount
 from sandlot.runtime.reaping import become_subreaper, reap
 from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage, host_cpus
 
@@ -68,8 +70,9 @@ class OciRuntime:
     name = "oci"
     uid_offset = USERNS_HOST_BASE
 
-    def __init__(self, data_dir: Path, binary: str = "runc") -> None:
+    def __init__(self, data_dir: Path, binary: str = "runc", criu: str | None = None) -> None:
         self.binary = binary
+        self.criu = find_criu(criu)
         self.run_root = run_root_for(data_dir)
         self.state_root = state_root_for(data_dir, binary)
         self.disks_root = data_dir / "sandboxes"
@@ -126,11 +129,18 @@ class OciRuntime:
     def agent_endpoint(self, sandbox_id: str) -> Path:
         return self.bundle_dir(sandbox_id) / "run" / "agent.sock"
 
+    def checkpoint_dir(self, sandbox_id: str) -> Path:
+        """Where a paused sandbox's processes are dumped: on disk, so pausing frees memory
+        and the pause outlives the server (and /run)."""
+        return self.disk_dir(sandbox_id) / "checkpoint"
+
+    @property
+    def can_checkpoint(self) -> bool:
+        return self.criu.usable
+
     async def _runc(self, *args: str, check: bool = True) -> str:
         proc = await asyncio.create_subprocess_exec(
-            self.binary,
-            "--root",
-            str(self.state_root),
+            *self._runc_argv(),
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -141,20 +151,30 @@ class OciRuntime:
             raise BackendError(f"{self.binary} {args[0]} failed: {err.decode().strip()}")
         return out.decode()
 
-    async def create(self, spec: SandboxSpec) -> None:
+    async def create(self, spec: SandboxSpec, snapshot: Path | None = None) -> None:
         bundle = self.bundle_dir(spec.sandbox_id)
         try:
             # mkfs and mount(8) block for a few milliseconds: keep them off the loop.
-            await asyncio.to_thread(self.prepare_bundle, spec)
-            await self._start(bundle, spec.sandbox_id)
+            await asyncio.to_thread(self.prepare_bundle, spec, snapshot=snapshot)
+            memory = snapshot / "checkpoint" if snapshot is not None else None
+            if memory is not None and memory.is_dir():
+                await self.restore(spec.sandbox_id, memory)
+            else:
+                await self._start(bundle, spec.sandbox_id)
         except BaseException:
             await self.destroy(spec.sandbox_id)
             raise
 
-    def prepare_bundle(self, spec: SandboxSpec, process_args: list[str] | None = None) -> Path:
+    def prepare_bundle(
+        self,
+        spec: SandboxSpec,
+        process_args: list[str] | None = None,
+        snapshot: Path | None = None,
+    ) -> Path:
         """Lay out and mount everything `runc run` needs; returns the bundle directory.
 
-        `process_args` replaces the agent, for measuring runc alone.
+        `snapshot` starts the disk as a copy of a snapshot's; `process_args` replaces the
+        agent, for measuring runc alone.
         """
         bundle = self.bundle_dir(spec.sandbox_id)
         bundle.mkdir(mode=0o711)
@@ -162,11 +182,14 @@ class OciRuntime:
         for path in (bundle / "disk", bundle / "rootfs", bundle / "run"):
             path.mkdir()
         image = self.disk_image(spec.sandbox_id)
-        create_disk(image, spec.resources.disk_mb, self.uid_offset)
+        if snapshot is None:
+            create_disk(image, spec.resources.disk_mb, self.uid_offset)
+        else:
+            copy_disk(snapshot / "disk.img", image)
         mount_disk(image, bundle / "disk")
         layer = self.layer_dir(spec.sandbox_id)
         for path in (layer / "upper", layer / "work"):
-            path.mkdir()
+            path.mkdir(exist_ok=True)
         (bundle / "etc").mkdir(mode=0o755)
         for name, text in identity_files(spec.sandbox_id, spec.nameserver).items():
             (bundle / "etc" / name).write_text(text)
@@ -212,6 +235,116 @@ class OciRuntime:
             log = (bundle / "runc.log").read_text(errors="replace")[-2000:]
             raise BackendError(f"{self.binary} run failed for {sandbox_id}: {log}")
 
+    # ---- pause, checkpoints and snapshots ------------------------------------------
+
+    async def freeze(self, sandbox_id: str) -> None:
+        await self._runc("pause", sandbox_id)
+
+    async def thaw(self, sandbox_id: str) -> None:
+        await self._runc("resume", sandbox_id)
+
+    async def checkpoint(self, sandbox_id: str) -> None:
+        init_pid = await self._init_pid(sandbox_id)
+        await self._dump(sandbox_id, self.checkpoint_dir(sandbox_id), leave_running=False)
+        if init_pid is not None:
+            await reap(init_pid)
+        await self._runc("delete", "--force", sandbox_id, check=False)
+        remove_cgroup(self.cgroup_path(sandbox_id))
+
+    async def restore(self, sandbox_id: str, images: Path | None = None) -> None:
+        images = images or self.checkpoint_dir(sandbox_id)
+        bundle = self.bundle_dir(sandbox_id)
+        work = self._criu_work(sandbox_id)
+        proc = await asyncio.create_subprocess_exec(
+            *self._runc_argv(),
+            "--log",
+            str(bundle / "runc.log"),
+            "restore",
+            "--detach",
+            "--pid-file",
+            str(bundle / "init.pid"),
+            "--bundle",
+            str(bundle),
+            "--image-path",
+            str(images),
+            "--work-path",
+            str(work),
+            *CRIU_OPTIONS,
+            sandbox_id,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        if await proc.wait() != 0:
+            raise BackendError(
+                f"restoring {sandbox_id} failed: {_log_tail(work / 'restore.log', 'Error')}"
+            )
+        self._wake_agent(sandbox_id)
+        if images == self.checkpoint_dir(sandbox_id):
+            shutil.rmtree(images, ignore_errors=True)
+
+    async def snapshot(self, sandbox_id: str, target: Path, memory: bool) -> int:
+        """Copy the sandbox's disk (and, with `memory`, dump its processes) into `target`
+        while its cgroup is frozen, so the files and the memory agree; the sandbox runs on.
+        """
+        _fresh_dir(target)
+        await self.freeze(sandbox_id)
+        try:
+            await asyncio.to_thread(syncfs, self.layer_dir(sandbox_id))
+            await asyncio.to_thread(copy_disk, self.disk_image(sandbox_id), target / "disk.img")
+            if memory:
+                await self._dump(sandbox_id, target / "checkpoint", leave_running=True)
+        finally:
+            with contextlib.suppress(BackendError):
+                await self.thaw(sandbox_id)
+            if memory:
+                self._wake_agent(sandbox_id)
+        return _bytes_used(target)
+
+    async def _dump(self, sandbox_id: str, images: Path, leave_running: bool) -> None:
+        """`runc checkpoint`; the agent must have been quiesced. If the dump fails the
+        sandbox keeps running and its agent is told to listen again."""
+        if not self.criu.usable:
+            raise BackendError(f"cannot checkpoint {sandbox_id}: {self.criu.problem}")
+        _fresh_dir(images)
+        work = self._criu_work(sandbox_id)
+        extra = ("--leave-running",) if leave_running else ()
+        try:
+            await self._runc(
+                "checkpoint",
+                "--image-path",
+                str(images),
+                "--work-path",
+                str(work),
+                *CRIU_OPTIONS,
+                *extra,
+                sandbox_id,
+            )
+        except BackendError as exc:
+            shutil.rmtree(images, ignore_errors=True)
+            self._wake_agent(sandbox_id)
+            raise BackendError(f"{exc}; {_log_tail(work / 'dump.log', 'Error')}") from None
+        # Restore runs inside the sandbox's user namespace, as its root.
+        await asyncio.to_thread(_chown_tree, images, self.uid_offset)
+
+    def _criu_work(self, sandbox_id: str) -> Path:
+        return _fresh_dir(self.bundle_dir(sandbox_id) / "criu")
+
+    def _wake_agent(self, sandbox_id: str) -> None:
+        """SIGUSR1 tells a quiesced agent to listen again."""
+        try:
+            pid = int((self.bundle_dir(sandbox_id) / "init.pid").read_text())
+            os.kill(pid, signal.SIGUSR1)
+        except (OSError, ValueError):
+            pass  # not running: nothing to wake
+
+    def _runc_argv(self) -> list[str]:
+        argv = [self.binary, "--root", str(self.state_root)]
+        if self.criu.path is not None:
+            argv += ["--criu", str(self.criu.path)]
+        return argv
+
     async def destroy(self, sandbox_id: str) -> None:
         init_pid = await self._init_pid(sandbox_id)
         await self._runc("delete", "--force", sandbox_id, check=False)
@@ -240,14 +373,25 @@ class OciRuntime:
         return int(pid) if pid else None
 
     async def status(self, sandbox_id: str) -> RuntimeStatus:
-        return _status_of((await self._state(sandbox_id)).get("status", ""))
+        status = _status_of((await self._state(sandbox_id)).get("status", ""))
+        if status is RuntimeStatus.MISSING and self._checkpointed(sandbox_id):
+            return RuntimeStatus.CHECKPOINTED
+        return status
+
+    def _checkpointed(self, sandbox_id: str) -> bool:
+        """Dumped to disk with its bundle still in place, ready to restore."""
+        return (self.checkpoint_dir(sandbox_id) / "inventory.img").exists() and (
+            self.bundle_dir(sandbox_id) / "config.json"
+        ).exists()
 
     async def list(self) -> list[RuntimeSandbox]:
         listed = json.loads(await self._runc("list", "--format", "json") or "null") or []
         found = {c["id"]: _status_of(c["status"]) for c in listed}
         leftovers = [*self.disks_root.iterdir(), *self.run_root.glob("sbx-*")]
         for leftover in leftovers:
-            found.setdefault(leftover.name, RuntimeStatus.MISSING)
+            checkpointed = self._checkpointed(leftover.name)
+            status = RuntimeStatus.CHECKPOINTED if checkpointed else RuntimeStatus.MISSING
+            found.setdefault(leftover.name, status)
         return [RuntimeSandbox(sid, status) for sid, status in sorted(found.items())]
 
     def orphan_traces(self, known: set[str]) -> builtins.list[str]:
@@ -296,6 +440,36 @@ class OciRuntime:
                 fields = counters.split()
                 rx, tx = rx + int(fields[0]), tx + int(fields[8])
         return rx, tx
+
+
+CRIU_OPTIONS = ("--tcp-established", "--file-locks")
+"""Connections and locks inside the sandbox are part of its state."""
+
+
+def _log_tail(log: Path, marker: str) -> str:
+    """CRIU's own words on a failure: the lines with `marker`, else the last few."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return f"no log at {log.name}"
+    picked = [line for line in lines if marker in line] or lines[-5:]
+    return " | ".join(picked[-5:])
+
+
+def _fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True, mode=0o700)
+    return path
+
+
+def _bytes_used(root: Path) -> int:
+    return sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    os.chown(root, uid, uid)
+    for path in root.rglob("*"):
+        os.chown(path, uid, uid, follow_symlinks=False)
 
 
 def _status_of(runc_status: str) -> RuntimeStatus:
