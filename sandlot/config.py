@@ -67,6 +67,12 @@ class Settings(BaseSettings):
     warm_pool_templates: list[str] = Field(
         default_factory=lambda: ["base"], description="Templates to keep warm sandboxes of."
     )
+    ssh_port: int = Field(
+        default=2222, ge=0, le=65535, description="The SSH gateway's port; 0 turns SSH off."
+    )
+    ssh_host: str | None = Field(
+        default=None, description="Address the SSH gateway listens on; defaults to `host`."
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -16,6 +16,8 @@ from sandlot.core.events import EventBus
 from sandlot.core.pool import WarmPool
 from sandlot.core.quotas import Quota
 from sandlot.core.service import SandboxService
+from sandlot.core.ssh_access import SshAccess
+from sandlot.edge.ssh import SshGateway
 from sandlot.errors import InvalidConfigError, TemplateNotFoundError
 from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.base import Runtime
@@ -25,6 +27,10 @@ from sandlot.store.database import Database, migrate
 from sandlot.templates.builder import build_template
 from sandlot.templates.recipe import RECIPES
 from sandlot.templates.store import Template, TemplateStore
+
+SSH_FAILURES_PER_SECOND = 0.2
+SSH_FAILURES_BURST = 10
+"""Failed SSH logins an address may make at once, then one every five seconds."""
 
 
 def make_runtime(settings: Settings) -> Runtime:
@@ -88,14 +94,30 @@ def build_server(settings: Settings) -> Server:
             settings.org_max_sandboxes, settings.org_max_vcpus, settings.org_max_memory_mb
         ),
     )
+    gateway = ssh_gateway(settings, service, db)
     app = create_app(
         service,
         db,
         settings.supervisor_interval,
         settings.metrics_interval,
         RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        listeners=[gateway] if gateway else [],
+        ssh_endpoint=gateway,
     )
     return Server(settings, db, service, app)
+
+
+def ssh_gateway(settings: Settings, service: SandboxService, db: Database) -> SshGateway | None:
+    if not settings.ssh_port:
+        return None
+    return SshGateway(
+        service,
+        SshAccess(db),
+        host=settings.ssh_host or settings.host,
+        port=settings.ssh_port,
+        data_dir=settings.data_dir,
+        limiter=RateLimiter(SSH_FAILURES_PER_SECOND, SSH_FAILURES_BURST),
+    )
 
 
 def template_store(settings: Settings) -> TemplateStore:

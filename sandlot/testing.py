@@ -33,6 +33,8 @@ class ServerProcess:
 
     data_dir: Path
     port: int = field(default_factory=free_port)
+    ssh_port: int = field(default_factory=free_port)
+    """The SSH gateway's port, kept across restarts like the API's."""
     proc: subprocess.Popen[bytes] | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
 
@@ -50,6 +52,7 @@ class ServerProcess:
             **os.environ,
             "SANDLOT_TEMPLATE_DIR": str(TEMPLATE_DIR),
             "SANDLOT_BUILD_DEFAULT_TEMPLATE": "false",
+            "SANDLOT_SSH_PORT": str(self.ssh_port),
             "XDG_CONFIG_HOME": str(self.data_dir / "config"),
             **self.extra_env,
         }

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Protocol
 
 from fastapi import FastAPI
 
@@ -13,11 +14,31 @@ from sandlot import __version__
 from sandlot.api.deps import Authenticator
 from sandlot.api.errors import install_error_handlers
 from sandlot.api.ratelimit import RateLimiter
-from sandlot.api.routes import events, files, health, keys, monitoring, processes, sandboxes
+from sandlot.api.routes import (
+    events,
+    files,
+    health,
+    keys,
+    monitoring,
+    processes,
+    sandboxes,
+    ssh,
+)
+from sandlot.api.routes.ssh import SshEndpoint
 from sandlot.core.service import SandboxService
+from sandlot.core.ssh_access import SshAccess
 from sandlot.store.database import Database
 
 log = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    """Another front door served beside the API (the SSH gateway): opened once the
+    service is up, closed before it goes down."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def create_app(
@@ -26,11 +47,15 @@ def create_app(
     supervisor_interval: float = 1.0,
     metrics_interval: float = 2.0,
     limiter: RateLimiter | None = None,
+    listeners: Sequence[Listener] = (),
+    ssh_endpoint: SshEndpoint | None = None,
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         events = asyncio.create_task(service.events.run())
         await service.start()
+        for listener in listeners:
+            await listener.start()
         tasks = [
             asyncio.create_task(_every(supervisor_interval, service.supervise_once)),
             asyncio.create_task(_every(metrics_interval, _sample(service))),
@@ -42,6 +67,8 @@ def create_app(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            for listener in listeners:
+                await listener.close()
             await service.close()
             events.cancel()
             await asyncio.gather(events, return_exceptions=True)
@@ -54,8 +81,10 @@ def create_app(
     )
     app.state.service = service
     app.state.authenticator = Authenticator(db, limiter)
+    app.state.ssh_access = SshAccess(db)
+    app.state.ssh = ssh_endpoint
     install_error_handlers(app)
-    for module in (health, sandboxes, processes, files, events, monitoring, keys):
+    for module in (health, sandboxes, processes, files, events, monitoring, keys, ssh):
         app.include_router(module.router)
     return app
 

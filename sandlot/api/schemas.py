@@ -15,6 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from sandlot.core import resources as limits
 from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView, StartProcess
+from sandlot.core.ssh_access import SshKey
 from sandlot.core.states import SandboxStatus
 from sandlot.core.usage import UsageRecord
 from sandlot.runtime.spec import Resources
@@ -114,6 +115,12 @@ class CreateSandboxIn(Model):
     timeout: int | None = Field(
         default=None, ge=1, le=30 * 24 * 3600, description="Lifetime in seconds."
     )
+    password: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=256,
+        description="Lets `ssh SANDBOX_ID@host` log in with this password; stored hashed.",
+    )
 
     @field_validator("env")
     @classmethod
@@ -144,6 +151,7 @@ class CreateSandboxIn(Model):
             metadata=self.metadata,
             idle_timeout=self.idle_timeout,
             timeout=self.timeout,
+            password=self.password,
         )
 
 
@@ -422,3 +430,35 @@ class UsageReportOut(Model):
 class HealthOut(Model):
     status: Literal["ok"]
     version: str
+
+
+class SshKeyIn(Model):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+    public_key: str = Field(
+        min_length=1, max_length=16 * 1024, description="An OpenSSH public key line."
+    )
+
+
+class SshKeyOut(Model):
+    id: str
+    name: str
+    public_key: str
+    fingerprint: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, key: SshKey) -> SshKeyOut:
+        return cls(
+            id=key.id,
+            name=key.name,
+            public_key=key.public_key,
+            fingerprint=key.fingerprint,
+            created_at=key.created_at,
+        )
+
+
+class SshInfoOut(Model):
+    host: str
+    port: int
+    username: str
+    command: str = Field(description="An OpenSSH command line that opens a shell.")

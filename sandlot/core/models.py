@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sandlot.core.states import SandboxStatus
+from sandlot.network.policy import NetworkPolicy
 from sandlot.runtime.spec import Resources
 from sandlot.store.tables import SandboxRow
 
@@ -18,6 +20,9 @@ class CreateSandbox:
     metadata: dict[str, str] = field(default_factory=dict)
     idle_timeout: int = 600
     timeout: int | None = None
+    network: NetworkPolicy = field(default_factory=NetworkPolicy)
+    password: str | None = field(default=None, repr=False)
+    """For SSH logins; the service stores only its hash."""
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class SandboxView:
     started_at: datetime | None
     ended_at: datetime | None
     expires_at: datetime | None
+    network: dict[str, Any] | None = None
+    address: str | None = None
 
     @classmethod
     def of(cls, row: SandboxRow) -> SandboxView:
@@ -54,6 +61,8 @@ class SandboxView:
             started_at=row.started_at,
             ended_at=row.ended_at,
             expires_at=row.expires_at,
+            network=row.network,
+            address=row.address,
         )
 
 

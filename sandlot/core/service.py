@@ -28,6 +28,7 @@ from sandlot.core.models import (
     SandboxView,
     StartProcess,
 )
+from sandlot.core.passwords import hash_password
 from sandlot.core.pool import Connector, WarmPool, start_sandbox, template_spec
 from sandlot.core.quotas import Quota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
@@ -137,6 +138,9 @@ class SandboxService:
     ) -> str | None:
         """Check capacity and record the new sandbox as `creating`; returns its cpuset."""
         now = datetime.now(UTC)
+        password_hash = None
+        if request.password is not None:  # scrypt is slow on purpose: off the event loop
+            password_hash = await asyncio.to_thread(hash_password, request.password)
         async with self._admission:
             with self.db.session() as s:
                 rows = sandbox_rows.live(s)
@@ -167,6 +171,7 @@ class SandboxService:
                         meta=request.metadata,
                         idle_timeout=request.idle_timeout,
                         timeout=request.timeout,
+                        password_hash=password_hash,
                         created_at=now,
                         expires_at=now + timedelta(seconds=request.timeout)
                         if request.timeout

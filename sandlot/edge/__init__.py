@@ -1,0 +1,1 @@
+"""What faces users besides the REST API: the SSH gateway (and, later, preview URLs)."""
