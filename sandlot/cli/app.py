@@ -13,6 +13,8 @@ from sandlot.cli.events import events
 from sandlot.cli.keys import keys_app, orgs_app
 from sandlot.cli.sandbox import sandbox_app
 from sandlot.cli.serve import serve
+from sandlot.cli.ssh import sandbox_ssh
+from sandlot.cli.ssh_keys import ssh_keys_app
 from sandlot.cli.template import template_app
 
 app = typer.Typer(
@@ -50,6 +52,8 @@ app.command("doctor")(doctor)
 app.command("events")(events)
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(ssh_keys_app, name="ssh-key")
+sandbox_app.command("ssh")(sandbox_ssh)
 
 
 def main() -> None:

@@ -118,6 +118,10 @@ def create(
         int | None,
         typer.Option(help="Seconds after which it ends.", show_default="never"),
     ] = None,
+    password: Annotated[
+        str | None,
+        typer.Option(help="Password for `ssh SANDBOX_ID@host` (kept hashed).", show_default=False),
+    ] = None,
     json_output: Json = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -133,6 +137,7 @@ def create(
             metadata=labels,
             idle_timeout=idle_timeout,
             timeout=timeout,
+            password=password,
         )
     if json_output:
         print_json(sbx.info.to_api())

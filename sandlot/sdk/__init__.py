@@ -55,6 +55,7 @@ from sandlot.sdk._sandbox import (
     Sandbox,
     Sandboxes,
 )
+from sandlot.sdk._ssh import AsyncSshKeys, SshInfo, SshKeyInfo, SshKeys
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -69,6 +70,7 @@ __all__ = [
     "AsyncSandboxCreation",
     "AsyncSandboxes",
     "AsyncSandlot",
+    "AsyncSshKeys",
     "ClientConfig",
     "CommandHandle",
     "CommandResult",
@@ -100,6 +102,9 @@ __all__ = [
     "Sandboxes",
     "Sandlot",
     "ServerHealth",
+    "SshInfo",
+    "SshKeyInfo",
+    "SshKeys",
     "StreamName",
     "Usage",
     "UsageTotals",

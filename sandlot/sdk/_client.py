@@ -19,6 +19,7 @@ from sandlot.sdk._http import DEFAULT_TIMEOUT, AsyncTransport, Call, RetryPolicy
 from sandlot.sdk._listener import AsyncEventCallback, AsyncListener, EventCallback, Listener
 from sandlot.sdk._models import ServerHealth, Usage
 from sandlot.sdk._sandbox import AsyncSandboxes, Sandboxes
+from sandlot.sdk._ssh import AsyncSshKeys, SshKeys
 
 _HEALTH = Call("GET", "/health", parse=ServerHealth.model_validate)
 
@@ -62,6 +63,7 @@ class Sandlot:
         self.orgs = Orgs(self._transport)
         self.keys = Keys(self._transport)
         self.sandboxes = Sandboxes(self._transport)
+        self.ssh_keys = SshKeys(self._transport)
         self._listener = Listener(self._transport, None)
 
     @property
@@ -134,6 +136,7 @@ class AsyncSandlot:
         self.orgs = AsyncOrgs(self._transport)
         self.keys = AsyncKeys(self._transport)
         self.sandboxes = AsyncSandboxes(self._transport)
+        self.ssh_keys = AsyncSshKeys(self._transport)
         self._listener = AsyncListener(self._transport, None)
 
     @property

@@ -36,6 +36,7 @@ from sandlot.sdk._models import (
     resources_to_api,
 )
 from sandlot.sdk._pty import AsyncPty, Pty
+from sandlot.sdk._ssh import SshInfo, ssh_info_call
 
 if TYPE_CHECKING:
     from sandlot.sdk._client import AsyncSandlot, Sandlot
@@ -60,20 +61,19 @@ def _create_call(
     metadata: Mapping[str, str] | None,
     idle_timeout: int,
     timeout: int | None,
+    password: str | None = None,
 ) -> Call[SandboxInfo]:
-    return Call(
-        "POST",
-        "/v1/sandboxes",
-        parse=SandboxInfo.model_validate,
-        json={
-            "template": template,
-            "resources": resources_to_api(resources),
-            "env": dict(env or {}),
-            "metadata": dict(metadata or {}),
-            "idleTimeout": idle_timeout,
-            "timeout": timeout,
-        },
-    )
+    body: dict[str, object] = {
+        "template": template,
+        "resources": resources_to_api(resources),
+        "env": dict(env or {}),
+        "metadata": dict(metadata or {}),
+        "idleTimeout": idle_timeout,
+        "timeout": timeout,
+    }
+    if password is not None:
+        body["password"] = password
+    return Call("POST", "/v1/sandboxes", parse=SandboxInfo.model_validate, json=body)
 
 
 def _get_call(sandbox_id: str) -> Call[SandboxInfo]:
@@ -184,6 +184,7 @@ class Sandbox(_SandboxBase[SyncTransport]):
         metadata: Mapping[str, str] | None = None,
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
         timeout: int | None = None,
+        password: str | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         client: Sandlot | None = None,
@@ -192,10 +193,11 @@ class Sandbox(_SandboxBase[SyncTransport]):
 
         `resources` takes `vcpus`, `memory_mb` or `memory` ("4GB"), `disk_mb` or
         `disk`. `idle_timeout` pauses it after that many idle seconds; `timeout` ends
-        it that many seconds after start (`None`: no limit).
+        it that many seconds after start (`None`: no limit). `password` lets
+        `ssh SANDBOX_ID@host` log in with it (the server keeps only a hash).
         """
         _reject_mixed(client, api_url, api_key)
-        call = _create_call(template, resources, env, metadata, idle_timeout, timeout)
+        call = _create_call(template, resources, env, metadata, idle_timeout, timeout, password)
         if client is not None:
             return _open(cls, client._transport, call, owned=False)
         return _open(cls, SyncTransport(resolve_config(api_url, api_key)), call, owned=True)
@@ -251,6 +253,10 @@ class Sandbox(_SandboxBase[SyncTransport]):
     def metrics(self) -> Metrics:
         """The current figures: CPU, memory, disk, network rates, pids."""
         return self._transport.send(_metrics_call(self.id))
+
+    def get_ssh(self) -> SshInfo:
+        """Host, port and username for `ssh` into this sandbox, with a ready command."""
+        return self._transport.send(ssh_info_call(self.id))
 
     def on(self, event_type: str, callback: EventCallback) -> None:
         """Call `callback(event)` for each event of `event_type` ("status", "metrics",
@@ -375,6 +381,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         metadata: Mapping[str, str] | None = None,
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
         timeout: int | None = None,
+        password: str | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         client: AsyncSandlot | None = None,
@@ -384,7 +391,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         The arguments are those of `Sandbox.create`.
         """
         _reject_mixed(client, api_url, api_key)
-        call = _create_call(template, resources, env, metadata, idle_timeout, timeout)
+        call = _create_call(template, resources, env, metadata, idle_timeout, timeout, password)
         if client is not None:
             return AsyncSandboxCreation(_aopen(cls, client._transport, call, owned=False))
         transport = AsyncTransport(resolve_config(api_url, api_key))
@@ -438,6 +445,9 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
 
     async def metrics(self) -> Metrics:
         return await self._transport.send(_metrics_call(self.id))
+
+    async def get_ssh(self) -> SshInfo:
+        return await self._transport.send(ssh_info_call(self.id))
 
     async def on(self, event_type: str, callback: AsyncEventCallback) -> None:
         """`Sandbox.on` for asyncio: callbacks (plain or coroutine functions) run in a
@@ -581,8 +591,9 @@ class Sandboxes:
         metadata: Mapping[str, str] | None = None,
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
         timeout: int | None = None,
+        password: str | None = None,
     ) -> Sandbox:
-        call = _create_call(template, resources, env, metadata, idle_timeout, timeout)
+        call = _create_call(template, resources, env, metadata, idle_timeout, timeout, password)
         return _open(Sandbox, self._transport, call, owned=False)
 
     def get(self, sandbox_id: str) -> Sandbox:
@@ -614,8 +625,9 @@ class AsyncSandboxes:
         metadata: Mapping[str, str] | None = None,
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
         timeout: int | None = None,
+        password: str | None = None,
     ) -> AsyncSandboxCreation:
-        call = _create_call(template, resources, env, metadata, idle_timeout, timeout)
+        call = _create_call(template, resources, env, metadata, idle_timeout, timeout, password)
         return AsyncSandboxCreation(_aopen(AsyncSandbox, self._transport, call, owned=False))
 
     async def get(self, sandbox_id: str) -> AsyncSandbox:
