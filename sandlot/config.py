@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from pydantic import Field
@@ -66,6 +67,36 @@ class Settings(BaseSettings):
     )
     warm_pool_templates: list[str] = Field(
         default_factory=lambda: ["base"], description="Templates to keep warm sandboxes of."
+    )
+    network_enabled: bool = Field(
+        default=True, description="Give sandboxes a network; off leaves them loopback only."
+    )
+    network_bridge: str = Field(
+        default="sandlot0", max_length=15, description="The bridge sandboxes' veths join."
+    )
+    network_pool: IPv4Network = Field(
+        default=IPv4Network("10.88.0.0/16"),
+        description="Private addresses for sandboxes; the first is the bridge's (gateway).",
+    )
+    dns_port: int = Field(
+        default=0, ge=0, le=65535, description="The resolver's port on the gateway; 0 picks one."
+    )
+    dns_upstreams: list[str] | None = Field(
+        default=None,
+        description="Resolvers allowed names are forwarded to (`ip` or `ip#port`); "
+        "defaults to the host's /etc/resolv.conf.",
+    )
+    dns_hosts: dict[str, str] = Field(
+        default_factory=dict,
+        description="A static zone, name -> IPv4 address, answered before asking upstream.",
+    )
+    preview_domain: str = Field(
+        default="sandboxes.localhost",
+        description="Preview URLs are `{port}-{sandbox_id}.` this domain.",
+    )
+    preview_scheme: str = Field(default="http", pattern="^https?$")
+    preview_port: int | None = Field(
+        default=None, description="Port in preview URLs; defaults to the API's `port`."
     )
     ssh_port: int = Field(
         default=2222, ge=0, le=65535, description="The SSH gateway's port; 0 turns SSH off."

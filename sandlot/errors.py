@@ -14,7 +14,8 @@ mean one thing on the wire and another in Python.
     │   ├── FileNotFoundInSandboxError FILE_NOT_FOUND      404
     │   ├── ProcessNotFoundError      PROCESS_NOT_FOUND    404
     │   ├── KeyNotFoundError          KEY_NOT_FOUND        404
-    │   └── SshKeyNotFoundError       SSH_KEY_NOT_FOUND    404
+    │   ├── SshKeyNotFoundError       SSH_KEY_NOT_FOUND    404
+    │   └── PortNotExposedError       PORT_NOT_EXPOSED     404
     ├── FileExistsInSandboxError      FILE_EXISTS          409
     ├── FileOperationError            FILE_OPERATION_FAILED 400
     ├── InvalidStateError             INVALID_STATE        409
@@ -101,6 +102,12 @@ class SshKeyNotFoundError(NotFoundError):
     code = "SSH_KEY_NOT_FOUND"
 
 
+class PortNotExposedError(NotFoundError):
+    """The port is neither exposed nor one of the sandbox's automatic preview ports."""
+
+    code = "PORT_NOT_EXPOSED"
+
+
 class ProcessNotFoundError(NotFoundError):
     """No background process with that id runs in the sandbox, or it exited long ago."""
 
@@ -184,6 +191,7 @@ ERRORS_BY_CODE: dict[str, type[SandlotError]] = {
         ProcessNotFoundError,
         KeyNotFoundError,
         SshKeyNotFoundError,
+        PortNotExposedError,
         FileExistsInSandboxError,
         FileOperationError,
         InvalidStateError,

@@ -14,14 +14,17 @@ from sandlot.config import Settings
 from sandlot.core.capacity import Capacity
 from sandlot.core.events import EventBus
 from sandlot.core.pool import WarmPool
+from sandlot.core.previews import PreviewConfig, Previews
 from sandlot.core.quotas import Quota
 from sandlot.core.service import SandboxService
 from sandlot.core.ssh_access import SshAccess
+from sandlot.edge.proxy import PreviewProxy
 from sandlot.edge.ssh import SshGateway
 from sandlot.errors import InvalidConfigError, TemplateNotFoundError
+from sandlot.network.manager import NetworkConfig, NetworkManager
 from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.base import Runtime
-from sandlot.runtime.oci import OciRuntime
+from sandlot.runtime.oci import OciRuntime, run_root_for
 from sandlot.store import keys
 from sandlot.store.database import Database, migrate
 from sandlot.templates.builder import build_template
@@ -71,6 +74,8 @@ def build_server(settings: Settings) -> Server:
     db = open_database(settings)
     runtime = make_runtime(settings)
     templates = template_store(settings)
+    network = network_manager(settings)
+    events = EventBus(db)
     pool = WarmPool(
         runtime=runtime,
         templates=templates,
@@ -78,13 +83,14 @@ def build_server(settings: Settings) -> Server:
         connect_timeout=settings.agent_connect_timeout,
         size=settings.warm_pool_size,
         template_names=tuple(settings.warm_pool_templates),
+        network=network,
     )
     service = SandboxService(
         db=db,
         runtime=runtime,
         templates=templates,
         pool=pool,
-        events=EventBus(db),
+        events=events,
         capacity=Capacity(settings.data_dir, settings.memory_overcommit),
         connect=AgentClient.connect,
         agent_connect_timeout=settings.agent_connect_timeout,
@@ -92,6 +98,16 @@ def build_server(settings: Settings) -> Server:
         exec_output_limit=settings.exec_output_limit,
         default_quota=Quota(
             settings.org_max_sandboxes, settings.org_max_vcpus, settings.org_max_memory_mb
+        ),
+        network=network,
+        previews=Previews(
+            db,
+            events,
+            PreviewConfig(
+                settings.preview_domain,
+                settings.preview_scheme,
+                settings.preview_port or settings.port,
+            ),
         ),
     )
     gateway = ssh_gateway(settings, service, db)
@@ -104,7 +120,23 @@ def build_server(settings: Settings) -> Server:
         listeners=[gateway] if gateway else [],
         ssh_endpoint=gateway,
     )
+    app.add_middleware(PreviewProxy, service=service, domain=settings.preview_domain)
     return Server(settings, db, service, app)
+
+
+def network_manager(settings: Settings) -> NetworkManager | None:
+    if not settings.network_enabled:
+        return None
+    return NetworkManager(
+        NetworkConfig(
+            run_key=run_root_for(settings.data_dir).name,
+            bridge=settings.network_bridge,
+            pool=settings.network_pool,
+            dns_port=settings.dns_port,
+            upstreams=settings.dns_upstreams,
+            static_hosts=settings.dns_hosts,
+        )
+    )
 
 
 def ssh_gateway(settings: Settings, service: SandboxService, db: Database) -> SshGateway | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -21,6 +22,8 @@ from pathlib import Path
 from sandlot.core import ids
 from sandlot.core.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_VCPUS
 from sandlot.core.session import SandboxSession
+from sandlot.network.manager import NetworkManager
+from sandlot.network.policy import NetworkPolicy
 from sandlot.runtime.base import Runtime
 from sandlot.runtime.spec import Resources, SandboxSpec
 from sandlot.templates.store import Template, TemplateStore
@@ -59,13 +62,21 @@ async def start_sandbox(
     connect: Connector,
     spec: SandboxSpec,
     connect_timeout: float,
+    network: NetworkManager | None = None,
+    policy: NetworkPolicy | None = None,
 ) -> SandboxSession:
-    """Start `spec` and return its agent connection; nothing is left behind on failure."""
+    """Start `spec` (in a network of its own under `policy` when there is a network
+    manager) and return its agent connection; nothing is left behind on failure."""
     try:
+        if network is not None:
+            made = await network.prepare(spec.sandbox_id, policy or NetworkPolicy())
+            spec = dataclasses.replace(spec, netns=made.netns, nameserver=made.nameserver)
         await runtime.create(spec)
         return await connect(runtime.agent_endpoint(spec.sandbox_id), connect_timeout)
     except BaseException:
         await runtime.destroy(spec.sandbox_id)
+        if network is not None:
+            await network.release(spec.sandbox_id)
         raise
 
 
@@ -79,8 +90,10 @@ class WarmPool:
         connect_timeout: float,
         size: int,
         template_names: tuple[str, ...],
+        network: NetworkManager | None = None,
     ) -> None:
         self.runtime = runtime
+        self.network = network
         self.templates = templates
         self._connect = connect
         self._connect_timeout = connect_timeout
@@ -129,7 +142,7 @@ class WarmPool:
                 template = self.templates.get(name)
                 spec = template_spec(template, ids.new_sandbox_id(), WARM_RESOURCES)
                 session = await start_sandbox(
-                    self.runtime, self._connect, spec, self._connect_timeout
+                    self.runtime, self._connect, spec, self._connect_timeout, self.network
                 )
             except Exception:
                 log.exception("could not warm a %s sandbox; the pool stays short", name)
@@ -139,6 +152,8 @@ class WarmPool:
     async def _discard(self, warm: WarmSandbox) -> None:
         await warm.session.close()
         await self.runtime.destroy(warm.sandbox_id)
+        if self.network is not None:
+            await self.network.release(warm.sandbox_id)
 
     async def close(self) -> None:
         """Stop filling and destroy every warm sandbox."""

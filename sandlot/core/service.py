@@ -30,6 +30,7 @@ from sandlot.core.models import (
 )
 from sandlot.core.passwords import hash_password
 from sandlot.core.pool import Connector, WarmPool, start_sandbox, template_spec
+from sandlot.core.previews import Auth, Exposure, Previews
 from sandlot.core.quotas import Quota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
 from sandlot.core.states import SandboxStatus, check_transition, require_running
@@ -41,6 +42,8 @@ from sandlot.errors import (
     SandboxUnavailableError,
     SandlotError,
 )
+from sandlot.network.manager import NetworkManager
+from sandlot.network.policy import NetworkPolicy
 from sandlot.runtime.base import Runtime, RuntimeStatus
 from sandlot.runtime.spec import Resources
 from sandlot.store import sandboxes as sandbox_rows
@@ -54,6 +57,8 @@ DEFAULT_SHELL = ["/bin/bash", "-l"]
 FIRST_ATTACH_GRACE = 5.0
 """Seconds a new process's output waits for its first attachment before it runs free
 into the scrollback ring: a client that starts and then attaches loses nothing."""
+DENIED_EVENT_SECONDS = 10.0
+"""A sandbox asking again and again for a denied name yields one event per this long."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,15 @@ class SandboxService:
         exec_output_limit: int = 64 * 1024 * 1024,
         sampler: MetricsSampler | None = None,
         default_quota: Quota | None = None,
+        network: NetworkManager | None = None,
+        previews: Previews | None = None,
     ) -> None:
         self.db = db
+        self.network = network
+        self.previews = previews
+        self._denied_until: dict[tuple[str, str], float] = {}
+        if network is not None:
+            network.on_denied = self._network_denied
         self.runtime = runtime
         self.templates = templates
         self.events = events
@@ -115,14 +127,22 @@ class SandboxService:
         try:
             if warm is not None:
                 await self.runtime.update(sandbox_id, request.resources, cpus)
+                if self.network is not None and request.network != NetworkPolicy():
+                    await self.network.apply(sandbox_id, request.network)
                 session = warm.session
             else:
                 spec = template_spec(template, sandbox_id, request.resources, cpus)
                 session = await start_sandbox(
-                    self.runtime, self._connect, spec, self._agent_connect_timeout
+                    self.runtime,
+                    self._connect,
+                    spec,
+                    self._agent_connect_timeout,
+                    self.network,
+                    request.network,
                 )
+            self._record_address(sandbox_id)
         except BaseException as exc:
-            await self.runtime.destroy(sandbox_id)
+            await self._destroy_on_host(sandbox_id)
             self._set_status(sandbox_id, SandboxStatus.ERROR, reason=f"failed to start: {exc!r}")
             if isinstance(exc, (SandlotError, asyncio.CancelledError)):
                 raise
@@ -172,6 +192,7 @@ class SandboxService:
                         idle_timeout=request.idle_timeout,
                         timeout=request.timeout,
                         password_hash=password_hash,
+                        network=request.network.to_dict(),
                         created_at=now,
                         expires_at=now + timedelta(seconds=request.timeout)
                         if request.timeout
@@ -200,7 +221,7 @@ class SandboxService:
                 return view
             self._set_status(sandbox_id, SandboxStatus.STOPPING)
             await self._forget(sandbox_id)
-            await self.runtime.destroy(sandbox_id)
+            await self._destroy_on_host(sandbox_id)
             return self._set_status(sandbox_id, SandboxStatus.TERMINATED, reason=reason, ended=True)
 
     def get(self, org_id: str | None, sandbox_id: str) -> SandboxView:
@@ -415,6 +436,8 @@ class SandboxService:
 
     async def start(self) -> None:
         """Settle what a previous run left, then begin warming sandboxes."""
+        if self.network is not None:
+            await self.network.start()
         await self.reconcile()
         if self.pool is not None:
             self.pool.refill()
@@ -440,7 +463,7 @@ class SandboxService:
                 except SandlotError as exc:
                     reason = f"agent unreachable after restart: {exc.message}"
             elif status is SandboxStatus.STOPPING:
-                await self.runtime.destroy(sandbox_id)
+                await self._destroy_on_host(sandbox_id)
                 self._set_status(
                     sandbox_id, SandboxStatus.TERMINATED, reason="destroyed", ended=True
                 )
@@ -449,12 +472,25 @@ class SandboxService:
                 reason = "sandbox vanished while the server was down"
             else:
                 reason = f"sandbox was {status.value} but the runtime reports {host_status.value}"
-            await self.runtime.destroy(sandbox_id)
+            await self._destroy_on_host(sandbox_id)
             self._set_status(sandbox_id, SandboxStatus.ERROR, reason=reason, ended=True)
             log.warning("sandbox %s: %s", sandbox_id, reason)
         for leftover in on_host:
             log.info("removing leftover sandbox %s", leftover)
             await self.runtime.destroy(leftover)
+        await self._reconcile_networks()
+
+    async def _reconcile_networks(self) -> None:
+        """Re-apply the rules of every sandbox still live (the resolver may listen on
+        another port now) and remove the networks of any other."""
+        if self.network is None:
+            return
+        with self.db.session() as s:
+            kept = [(r.id, r.address, r.network) for r in sandbox_rows.live(s)]
+        for sandbox_id, address, policy in kept:
+            if address is not None:
+                await self.network.adopt(sandbox_id, address, NetworkPolicy.parse(policy))
+        await self.network.remove_leftovers({sandbox_id for sandbox_id, _, _ in kept})
 
     async def supervise_once(self) -> None:
         """Enforce lifetimes and notice sandboxes that died on their own."""
@@ -469,7 +505,7 @@ class SandboxService:
             lost_agent = status == SandboxStatus.RUNNING and (live is None or live.session.closed)
             if lost_agent and await self.runtime.status(sandbox_id) is not RuntimeStatus.RUNNING:
                 await self._forget(sandbox_id)
-                await self.runtime.destroy(sandbox_id)
+                await self._destroy_on_host(sandbox_id)
                 self._set_status(
                     sandbox_id,
                     SandboxStatus.ERROR,
@@ -484,7 +520,95 @@ class SandboxService:
         for live in self._live.values():
             await live.session.close()
         self._live.clear()
+        if self.network is not None:
+            await self.network.close()
         await self.runtime.close()
+
+    # ---- network and preview ports -----------------------------------------------------
+
+    async def update_network(
+        self, org_id: str, sandbox_id: str, policy: NetworkPolicy
+    ) -> SandboxView:
+        """Apply a new policy to a running sandbox at once, without a restart."""
+        network = self._network()
+        async with self._lock(sandbox_id):
+            require_running(sandbox_id, self.get(org_id, sandbox_id).status)
+            with self.db.session() as s:
+                row = sandbox_rows.get(s, sandbox_id)
+                assert row is not None
+                row.network = policy.to_dict()
+                view = SandboxView.of(row)
+            await network.apply(sandbox_id, policy)
+        return view
+
+    def ports(self, org_id: str, sandbox_id: str) -> list[Exposure]:
+        self.get(org_id, sandbox_id)
+        return self._previews().list(sandbox_id, self._network().policy_of(sandbox_id))
+
+    def expose_port(
+        self, org_id: str, sandbox_id: str, port: int, auth: Auth
+    ) -> tuple[Exposure, str | None]:
+        require_running(sandbox_id, self.get(org_id, sandbox_id).status)
+        return self._previews().expose(org_id, sandbox_id, port, auth)
+
+    def close_port(self, org_id: str, sandbox_id: str, port: int) -> None:
+        self.get(org_id, sandbox_id)
+        self._previews().close(org_id, sandbox_id, port)
+
+    async def preview_target(self, sandbox_id: str, port: int, token: str | None) -> str:
+        """The address a preview request for `port` goes to, once `token` is checked;
+        wakes a paused sandbox and counts as activity."""
+        network = self._network()
+        self._previews().admit(sandbox_id, port, token, network.policy_of(sandbox_id))
+        live = self._live.get(sandbox_id)
+        if live is None or live.session.closed:
+            await self.session(self.get(None, sandbox_id).org_id, sandbox_id)
+        address = network.address_of(sandbox_id)
+        if address is None:
+            raise SandboxNotFoundError(f"sandbox {sandbox_id} has no network")
+        self.touch(sandbox_id)
+        return address
+
+    def _network_denied(self, sandbox_id: str, name: str) -> None:
+        now = time.monotonic()
+        if self._denied_until.get((sandbox_id, name), 0.0) > now:
+            return
+        if len(self._denied_until) > 10_000:
+            self._denied_until = {k: t for k, t in self._denied_until.items() if t > now}
+        self._denied_until[(sandbox_id, name)] = now + DENIED_EVENT_SECONDS
+        live = self._live.get(sandbox_id)
+        if live is None:
+            return  # a warm sandbox nobody owns yet
+        self.events.publish(Event("network.denied", sandbox_id, live.org_id, {"name": name}))
+
+    def _network(self) -> NetworkManager:
+        if self.network is None:
+            raise InvalidConfigError("networking is turned off on this server (network_enabled)")
+        return self.network
+
+    def _previews(self) -> Previews:
+        if self.previews is None:
+            raise InvalidConfigError("preview URLs are turned off on this server")
+        return self.previews
+
+    def _record_address(self, sandbox_id: str) -> None:
+        if self.network is None:
+            return
+        with self.db.session() as s:
+            row = sandbox_rows.get(s, sandbox_id)
+            if row is not None:
+                row.address = self.network.address_of(sandbox_id)
+
+    async def _destroy_on_host(self, sandbox_id: str) -> None:
+        """The sandbox, then its network (nothing may run in a namespace being removed)."""
+        await self.runtime.destroy(sandbox_id)
+        if self.network is not None:
+            with self.db.session() as s:
+                row = sandbox_rows.get(s, sandbox_id)
+                address = row.address if row is not None else None
+            await self.network.release(sandbox_id, address)
+        if self.previews is not None:
+            self.previews.forget(sandbox_id)
 
     # ---- helpers -----------------------------------------------------------------------
 
