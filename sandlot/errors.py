@@ -13,6 +13,7 @@ mean one thing on the wire and another in Python.
     │   ├── TemplateNotFoundError     TEMPLATE_NOT_FOUND   404
     │   ├── FileNotFoundInSandboxError FILE_NOT_FOUND      404
     │   ├── ProcessNotFoundError      PROCESS_NOT_FOUND    404
+    │   ├── SnapshotNotFoundError     SNAPSHOT_NOT_FOUND   404
     │   ├── KeyNotFoundError          KEY_NOT_FOUND        404
     │   ├── SshKeyNotFoundError       SSH_KEY_NOT_FOUND    404
     │   └── PortNotExposedError       PORT_NOT_EXPOSED     404
@@ -92,6 +93,10 @@ class TemplateNotFoundError(NotFoundError):
 
 class FileNotFoundInSandboxError(NotFoundError):
     code = "FILE_NOT_FOUND"
+
+
+class SnapshotNotFoundError(NotFoundError):
+    code = "SNAPSHOT_NOT_FOUND"
 
 
 class KeyNotFoundError(NotFoundError):

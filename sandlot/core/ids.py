@@ -1,4 +1,4 @@
-"""Sandbox ids: short, random and DNS-label safe, since they appear in hostnames."""
+"""Sandbox and snapshot ids: short, random and DNS-label safe, since they appear in hostnames."""
 
 from __future__ import annotations
 
@@ -10,4 +10,16 @@ SANDBOX_ID_PATTERN = r"^sbx-[a-z0-9]{10}$"
 
 
 def new_sandbox_id() -> str:
-    return "sbx-" + "".join(secrets.choice(ALPHABET) for _ in range(10))
+    return "sbx-" + _random_part()
+
+
+def new_snapshot_id() -> str:
+    return "snap-" + _random_part()
+
+
+def new_patch_id() -> str:
+    return "patch-" + _random_part()
+
+
+def _random_part() -> str:
+    return "".join(secrets.choice(ALPHABET) for _ in range(10))

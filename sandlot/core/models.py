@@ -23,6 +23,8 @@ class CreateSandbox:
     network: NetworkPolicy = field(default_factory=NetworkPolicy)
     password: str | None = field(default=None, repr=False)
     """For SSH logins; the service stores only its hash."""
+    snapshot_id: str | None = None
+    """Start from this snapshot (a branch) instead of the template's clean root."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,13 @@ class SandboxView:
     expires_at: datetime | None
     network: dict[str, Any] | None = None
     address: str | None = None
+    pause_mode: str | None = None
+    """How a paused sandbox is held: "checkpoint" (on disk) or "freeze" (in memory)."""
+    paused_at: datetime | None = None
+    paused_ms: int = 0
+    """Time spent paused before the current pause, if any."""
+    snapshot_id: str | None = None
+    """The snapshot this sandbox was branched from."""
 
     @classmethod
     def of(cls, row: SandboxRow) -> SandboxView:
@@ -63,6 +72,10 @@ class SandboxView:
             expires_at=row.expires_at,
             network=row.network,
             address=row.address,
+            pause_mode=row.pause_mode,
+            paused_at=row.paused_at,
+            paused_ms=row.paused_ms or 0,
+            snapshot_id=row.snapshot_id,
         )
 
 

@@ -1,0 +1,495 @@
+"""Pause and resume, idle pauses, lifetimes, snapshots, rollback and branches.
+
+A paused sandbox is held one of two ways. "checkpoint" dumps its processes to disk with
+CRIU and stops them, so it costs no memory or CPU and outlives the server; "freeze"
+stops them in the cgroup freezer, keeping their memory, and is what a host without a
+usable CRIU gets (the sandbox's `pauseMode` says which, and a checkpoint that fails
+falls back to a freeze with the reason recorded, never silently).
+
+Crash safety rests on reconciliation reading the host: a pause is persisted before it
+is acted on and a resume after, and `settle` turns whatever a crash left (a dump or a
+restore cut short) into one whole state, old or new.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import IntegrityError
+
+from sandlot.core import ids
+from sandlot.core.events import Event
+from sandlot.core.models import CreateSandbox, SandboxView
+from sandlot.core.states import SandboxStatus, check_transition, require_running
+from sandlot.errors import (
+    InvalidConfigError,
+    InvalidStateError,
+    SandboxUnavailableError,
+    SnapshotNotFoundError,
+)
+from sandlot.runtime.base import BackendError, RuntimeStatus
+from sandlot.runtime.spec import Resources
+from sandlot.store import sandboxes as sandbox_rows
+from sandlot.store import snapshots as snapshot_rows
+from sandlot.store.tables import SnapshotRow
+from sandlot.templates.store import Template
+
+if TYPE_CHECKING:
+    from sandlot.core.service import SandboxService
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint"
+FREEZE = "freeze"
+IDLE_CPU_PERCENT = 5.0
+"""A sandbox using more CPU than this is busy, even with nobody talking to it."""
+
+_NOT_PAUSED: dict[str, Any] = {"pause_mode": None, "paused_at": None}
+
+
+@dataclass(frozen=True)
+class SnapshotView:
+    id: str
+    sandbox_id: str
+    name: str
+    description: str | None
+    template: str
+    resources: Resources
+    has_memory: bool
+    size_bytes: int
+    revision: int
+    created_at: datetime
+
+    @classmethod
+    def of(cls, row: SnapshotRow) -> SnapshotView:
+        return cls(
+            id=row.id,
+            sandbox_id=row.sandbox_id,
+            name=row.name,
+            description=row.description,
+            template=row.template,
+            resources=Resources(row.vcpus, row.memory_mb, row.disk_mb),
+            has_memory=row.has_memory,
+            size_bytes=row.size_bytes,
+            revision=row.revision,
+            created_at=row.created_at,
+        )
+
+
+class Lifecycle:
+    """The lifecycle half of the service; it works on the service's live sandboxes."""
+
+    def __init__(
+        self,
+        service: SandboxService,
+        snapshots_root: Path,
+        *,
+        pause_mode: str = "auto",
+        auto_resume: bool = True,
+    ) -> None:
+        self.service = service
+        self.runtime = service.runtime
+        self.snapshots_root = snapshots_root
+        self.pause_mode = pause_mode
+        self.auto_resume = auto_resume
+        snapshots_root.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def mode(self) -> str:
+        """How pauses are held on this host: checkpoints wherever CRIU works."""
+        if self.pause_mode == FREEZE or not self.runtime.can_checkpoint:
+            return FREEZE
+        return CHECKPOINT
+
+    # ---- pause and resume ----------------------------------------------------------------
+
+    async def pause(
+        self, org_id: str | None, sandbox_id: str, reason: str = "paused"
+    ) -> SandboxView:
+        svc = self.service
+        async with svc.lock(sandbox_id):
+            view = svc.get(org_id, sandbox_id)
+            if view.status is SandboxStatus.PAUSED:
+                return view
+            require_running(sandbox_id, view.status)
+            mode = self.mode
+            svc._set_status(
+                sandbox_id,
+                SandboxStatus.PAUSED,
+                reason=reason,
+                changes={"pause_mode": mode, "paused_at": datetime.now(UTC)},
+                extra={"pauseMode": mode},
+            )
+            session = await svc.detach(sandbox_id)
+            try:
+                if mode == CHECKPOINT:
+                    if session is not None:
+                        await session.quiesce()
+                    await self.runtime.checkpoint(sandbox_id)
+                else:
+                    if session is not None:
+                        await session.close()
+                    await self.runtime.freeze(sandbox_id)
+            except (BackendError, OSError) as exc:
+                if mode == FREEZE:
+                    svc._set_status(sandbox_id, SandboxStatus.RUNNING, changes=_NOT_PAUSED)
+                    await svc.reconnect(sandbox_id)
+                    raise SandboxUnavailableError(f"could not pause {sandbox_id}: {exc}") from exc
+                log.warning("checkpoint of %s failed, freezing it instead: %s", sandbox_id, exc)
+                await self.runtime.freeze(sandbox_id)
+                self._record(
+                    sandbox_id,
+                    pause_mode=FREEZE,
+                    status_reason=f"{reason}; checkpoint failed, frozen in memory: {exc}",
+                )
+            return svc.get(org_id, sandbox_id)
+
+    async def resume(
+        self, org_id: str | None, sandbox_id: str, reason: str = "resumed"
+    ) -> SandboxView:
+        svc = self.service
+        async with svc.lock(sandbox_id):
+            view = svc.get(org_id, sandbox_id)
+            if view.status is SandboxStatus.RUNNING:
+                return view
+            check_transition(sandbox_id, view.status, SandboxStatus.RUNNING)
+            try:
+                if view.pause_mode == CHECKPOINT:
+                    await self.runtime.restore(sandbox_id)
+                else:
+                    await self.runtime.thaw(sandbox_id)
+                await svc.reconnect(sandbox_id)
+            except (BackendError, OSError) as exc:
+                raise SandboxUnavailableError(
+                    f"could not resume {sandbox_id}: {exc}", details={"sandboxId": sandbox_id}
+                ) from exc
+            return self._resumed(view, reason)
+
+    def _resumed(self, view: SandboxView, reason: str) -> SandboxView:
+        paused_for = 0
+        if view.paused_at is not None:
+            paused_for = int((datetime.now(UTC) - view.paused_at).total_seconds() * 1000)
+        self.service.last_activity[view.id] = time.monotonic()
+        return self.service._set_status(
+            view.id,
+            SandboxStatus.RUNNING,
+            reason=reason,
+            changes={**_NOT_PAUSED, "paused_ms": view.paused_ms + paused_for},
+            extra={"pausedDurationMs": paused_for},
+        )
+
+    async def ensure_running(self, org_id: str, view: SandboxView) -> None:
+        """A call that needs the sandbox running found it paused: resume it, unless the
+        server is configured to answer INVALID_STATE instead."""
+        if view.status is SandboxStatus.PAUSED and self.auto_resume:
+            await self.resume(org_id, view.id, reason="resumed by a request")
+            return
+        require_running(view.id, view.status)
+
+    async def pause_idle(self) -> None:
+        """Pause running sandboxes that nothing has touched for their idle timeout.
+
+        CPU use above IDLE_CPU_PERCENT counts as activity, so a long build with nobody
+        watching is left alone.
+        """
+        svc = self.service
+        now = time.monotonic()
+        with svc.db.session() as s:
+            rows = [(r.id, r.idle_timeout) for r in sandbox_rows.live(s) if r.status == "running"]
+        for sandbox_id, idle_timeout in rows:
+            if idle_timeout <= 0:
+                continue
+            figures = svc.sampler.latest.get(sandbox_id, {})
+            if figures.get("cpuPercent", 0.0) > IDLE_CPU_PERCENT:
+                svc.touch(sandbox_id)
+            last = svc.last_activity.setdefault(sandbox_id, now)
+            if now - last >= idle_timeout:
+                with contextlib.suppress(InvalidStateError):
+                    await self.pause(None, sandbox_id, reason="idle")
+
+    async def set_timeout(self, org_id: str, sandbox_id: str, seconds: int) -> SandboxView:
+        """The sandbox's lifetime, counted from now; 0 removes the limit."""
+        view = self.service.get(org_id, sandbox_id)
+        if view.status in (SandboxStatus.TERMINATED, SandboxStatus.STOPPING):
+            require_running(sandbox_id, view.status)
+        expires = datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
+        self._record(sandbox_id, timeout=seconds or None, expires_at=expires)
+        return self.service.get(org_id, sandbox_id)
+
+    # ---- after a restart -----------------------------------------------------------------
+
+    async def settle(self, view: SandboxView, host: RuntimeStatus) -> bool:
+        """Finish what a crash interrupted for a running or paused sandbox; False leaves
+        it to the ordinary adopt-or-fail rules."""
+        svc = self.service
+        sandbox_id = view.id
+        if view.status is SandboxStatus.PAUSED:
+            if host is RuntimeStatus.CHECKPOINTED or (
+                host is RuntimeStatus.PAUSED and view.pause_mode == FREEZE
+            ):
+                log.info("sandbox %s stays paused (%s)", sandbox_id, view.pause_mode)
+                return True
+            if host in (RuntimeStatus.RUNNING, RuntimeStatus.PAUSED):
+                # A checkpoint cut short leaves the processes where they were.
+                await self.runtime.thaw(sandbox_id)
+                await svc.reconnect(sandbox_id, view)
+                self._resumed(view, "a pause was interrupted by a restart")
+                return True
+            return False
+        if view.status is SandboxStatus.RUNNING:
+            if host is RuntimeStatus.CHECKPOINTED:
+                # A resume cut short: the dump is still whole on disk.
+                svc._set_status(
+                    sandbox_id,
+                    SandboxStatus.PAUSED,
+                    reason="a resume was interrupted by a restart",
+                    changes={"pause_mode": CHECKPOINT, "paused_at": datetime.now(UTC)},
+                )
+                return True
+            if host is RuntimeStatus.PAUSED:
+                await self.runtime.thaw(sandbox_id)  # a snapshot cut short
+        return False
+
+    # ---- snapshots -----------------------------------------------------------------------
+
+    async def snapshot(
+        self,
+        org_id: str,
+        sandbox_id: str,
+        name: str | None = None,
+        *,
+        memory: bool | None = None,
+        description: str | None = None,
+    ) -> SnapshotView:
+        svc = self.service
+        if memory and not self.runtime.can_checkpoint:
+            raise InvalidConfigError(
+                "memory snapshots need CRIU ≥ 4.1 on the server (`sandlot doctor` says how "
+                "to get it); take a filesystem snapshot with memory=false"
+            )
+        with_memory = self.runtime.can_checkpoint if memory is None else memory
+        await svc.session(org_id, sandbox_id)  # resumes a paused sandbox
+        async with svc.lock(sandbox_id):
+            view = svc.get(org_id, sandbox_id)
+            require_running(sandbox_id, view.status)
+            snapshot_id = ids.new_snapshot_id()
+            self._insert_snapshot(view, snapshot_id, name or snapshot_id, description, with_memory)
+            target = self.snapshot_dir(snapshot_id)
+            session = await svc.detach(sandbox_id) if with_memory else None
+            try:
+                if session is not None:
+                    await session.quiesce()
+                size = await self.runtime.snapshot(sandbox_id, target, with_memory)
+            except (BackendError, OSError) as exc:
+                self._drop_snapshot(snapshot_id)
+                raise SandboxUnavailableError(
+                    f"could not snapshot {sandbox_id}: {exc}", details={"sandboxId": sandbox_id}
+                ) from exc
+            finally:
+                if with_memory:
+                    await svc.reconnect(sandbox_id)
+            with svc.db.session() as s:
+                row = s.get(SnapshotRow, snapshot_id)
+                assert row is not None
+                row.status, row.size_bytes = "ready", size
+                snap = SnapshotView.of(row)
+        self._publish("snapshot.created", snap, org_id)
+        return snap
+
+    def _insert_snapshot(
+        self,
+        view: SandboxView,
+        snapshot_id: str,
+        name: str,
+        description: str | None,
+        memory: bool,
+    ) -> None:
+        with self.service.db.session() as s:
+            sandbox = sandbox_rows.get(s, view.id)
+            assert sandbox is not None
+            s.add(
+                SnapshotRow(
+                    id=snapshot_id,
+                    org_id=view.org_id,
+                    sandbox_id=view.id,
+                    name=name,
+                    description=description,
+                    status="creating",
+                    template=sandbox.template,
+                    template_digest=sandbox.template_digest,
+                    rootfs=sandbox.rootfs,
+                    vcpus=sandbox.vcpus,
+                    memory_mb=sandbox.memory_mb,
+                    disk_mb=sandbox.disk_mb,
+                    env=dict(sandbox.env),
+                    has_memory=memory,
+                    size_bytes=0,
+                    revision=1,
+                    created_at=datetime.now(UTC),
+                )
+            )
+            try:
+                s.flush()
+            except IntegrityError:
+                raise InvalidConfigError(
+                    f"sandbox {view.id} already has a snapshot named {name!r}; pick another "
+                    "name or delete that snapshot first",
+                    details={"name": name},
+                ) from None
+
+    def snapshot_dir(self, snapshot_id: str) -> Path:
+        return self.snapshots_root / snapshot_id
+
+    def list_snapshots(self, org_id: str, sandbox_id: str | None = None) -> list[SnapshotView]:
+        if sandbox_id is not None:
+            self.service.get(org_id, sandbox_id)
+        with self.service.db.session() as s:
+            rows = snapshot_rows.of_org(s, org_id, sandbox_id)
+            return [SnapshotView.of(r) for r in rows if r.status == "ready"]
+
+    def get_snapshot(self, org_id: str, ref: str, sandbox_id: str | None = None) -> SnapshotView:
+        with self.service.db.session() as s:
+            row = snapshot_rows.find(s, org_id, ref, sandbox_id)
+            if row is None:
+                where = f" of sandbox {sandbox_id}" if sandbox_id else ""
+                raise SnapshotNotFoundError(
+                    f"no snapshot {ref!r}{where} (or it belongs to another organisation)",
+                    details={"snapshot": ref},
+                )
+            return SnapshotView.of(row)
+
+    def delete_snapshot(self, org_id: str, ref: str, sandbox_id: str | None = None) -> None:
+        snap = self.get_snapshot(org_id, ref, sandbox_id)
+        self._drop_snapshot(snap.id)
+        self._publish("snapshot.deleted", snap, org_id)
+
+    def _drop_snapshot(self, snapshot_id: str) -> None:
+        with self.service.db.session() as s:
+            row = s.get(SnapshotRow, snapshot_id)
+            if row is not None:
+                s.delete(row)
+        shutil.rmtree(self.snapshot_dir(snapshot_id), ignore_errors=True)
+
+    def drop_unfinished(self) -> None:
+        """Snapshots a crash cut short are incomplete: remove them at start-up."""
+        with self.service.db.session() as s:
+            unfinished = [r.id for r in snapshot_rows.unfinished(s)]
+        for snapshot_id in unfinished:
+            log.info("removing snapshot %s, interrupted while being taken", snapshot_id)
+            self._drop_snapshot(snapshot_id)
+
+    def _publish(self, kind: str, snap: SnapshotView, org_id: str) -> None:
+        data = {"snapshotId": snap.id, "name": snap.name, "hasMemory": snap.has_memory}
+        self.service.events.publish(Event(kind, snap.sandbox_id, org_id, data))
+
+    # ---- rollback and branches ---------------------------------------------------------
+
+    async def rollback(self, org_id: str, sandbox_id: str, ref: str) -> SandboxView:
+        """Put the sandbox back as it was at one of its snapshots: same id, same address,
+        processes too when the snapshot holds them."""
+        svc = self.service
+        async with svc.lock(sandbox_id):
+            view = svc.get(org_id, sandbox_id)
+            if view.status not in (SandboxStatus.RUNNING, SandboxStatus.PAUSED):
+                require_running(sandbox_id, view.status)
+            snap = self._own_snapshot(org_id, view, ref)
+            session = await svc.detach(sandbox_id)
+            if session is not None:
+                await session.close()
+            try:
+                await svc.restart_from(view, self.snapshot_dir(snap.id))
+            except (BackendError, OSError) as exc:
+                svc._set_status(
+                    sandbox_id, SandboxStatus.ERROR, reason=f"rollback failed: {exc}", ended=True
+                )
+                raise SandboxUnavailableError(
+                    f"rollback of {sandbox_id} to {snap.name} failed: {exc}"
+                ) from exc
+            if view.status is SandboxStatus.PAUSED:
+                self._resumed(view, f"rolled back to {snap.name}")
+            data = {"snapshotId": snap.id, "name": snap.name}
+            svc.events.publish(Event("rollback", sandbox_id, org_id, data))
+            svc.last_activity[sandbox_id] = time.monotonic()
+            return svc.get(org_id, sandbox_id)
+
+    def _own_snapshot(self, org_id: str, view: SandboxView, ref: str) -> SnapshotView:
+        """One of the sandbox's snapshots, or the one it was branched from."""
+        try:
+            return self.get_snapshot(org_id, ref, view.id)
+        except SnapshotNotFoundError:
+            if view.snapshot_id is not None and ref == view.snapshot_id:
+                return self.get_snapshot(org_id, ref)
+            raise
+
+    async def branch(
+        self,
+        org_id: str,
+        ref: str,
+        *,
+        sandbox_id: str | None = None,
+        metadata: dict[str, str] | None = None,
+        env: dict[str, str] | None = None,
+        timeout: int | None = None,
+        idle_timeout: int = 600,
+    ) -> SandboxView:
+        """A new sandbox started from a snapshot (of `sandbox_id`, by name or id, or any
+        of the organisation's by id); the snapshot's sandbox is not touched."""
+        snap = (
+            self._own_snapshot(org_id, self.service.get(org_id, sandbox_id), ref)
+            if sandbox_id is not None
+            else self.get_snapshot(org_id, ref)
+        )
+        request = CreateSandbox(
+            template=snap.template,
+            resources=snap.resources,
+            env={**self.snapshot_env(snap.id), **(env or {})},
+            metadata=metadata or {},
+            idle_timeout=idle_timeout,
+            timeout=timeout,
+            snapshot_id=snap.id,
+        )
+        return await self.service.create(org_id, request)
+
+    def snapshot_env(self, snapshot_id: str) -> dict[str, str]:
+        with self.service.db.session() as s:
+            row = s.get(SnapshotRow, snapshot_id)
+            return dict(row.env) if row is not None else {}
+
+    def source_of(self, org_id: str, snapshot_id: str) -> tuple[Template, Path]:
+        """What a sandbox created from a snapshot starts from: the snapshot's template
+        version (kept even if the template was rebuilt since) and its directory."""
+        snap_row = self._row(org_id, snapshot_id)
+        rootfs = Path(snap_row.rootfs)
+        if not rootfs.is_dir():
+            raise InvalidStateError(
+                f"snapshot {snapshot_id} was taken on template {snap_row.template} version "
+                f"{snap_row.template_digest}, which has been removed"
+            )
+        template = Template(snap_row.template, snap_row.template_digest, rootfs)
+        return template, self.snapshot_dir(snapshot_id)
+
+    def _row(self, org_id: str, snapshot_id: str) -> SnapshotRow:
+        with self.service.db.session() as s:
+            row = snapshot_rows.find(s, org_id, snapshot_id)
+            if row is None:
+                raise SnapshotNotFoundError(
+                    f"no snapshot {snapshot_id!r} (or it belongs to another organisation)",
+                    details={"snapshot": snapshot_id},
+                )
+            s.expunge(row)
+            return row
+
+    def _record(self, sandbox_id: str, **changes: Any) -> None:
+        """Columns that change without a transition."""
+        with self.service.db.session() as s:
+            row = sandbox_rows.get(s, sandbox_id)
+            if row is not None:
+                for column, value in changes.items():
+                    setattr(row, column, value)
