@@ -20,6 +20,7 @@ from sandlot.api.routes import (
     health,
     keys,
     monitoring,
+    network,
     processes,
     sandboxes,
     ssh,
@@ -84,7 +85,7 @@ def create_app(
     app.state.ssh_access = SshAccess(db)
     app.state.ssh = ssh_endpoint
     install_error_handlers(app)
-    for module in (health, sandboxes, processes, files, events, monitoring, keys, ssh):
+    for module in (health, sandboxes, processes, files, events, monitoring, keys, ssh, network):
         app.include_router(module.router)
     return app
 

@@ -18,6 +18,7 @@ from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView, Star
 from sandlot.core.ssh_access import SshKey
 from sandlot.core.states import SandboxStatus
 from sandlot.core.usage import UsageRecord
+from sandlot.network.policy import NetworkPolicy
 from sandlot.runtime.spec import Resources
 
 T = TypeVar("T")
@@ -100,6 +101,47 @@ class ResourcesIn(Model):
         )
 
 
+class EgressIn(Model):
+    default: Literal["allow", "deny"] = "allow"
+    allow: list[str] = Field(
+        default_factory=list, description="Domains (`pypi.org`, `*.github.com`) or IPv4 CIDRs."
+    )
+    deny: list[str] = Field(default_factory=list, description="Wins over `allow`.")
+
+
+class IngressIn(Model):
+    allow_ports: list[int] | None = Field(
+        default=None,
+        description="Ports with an automatic public preview URL; default 3000, 3001, 5173, "
+        "8000, 8080; [] turns them off.",
+    )
+
+
+class NetworkIn(Model):
+    egress: EgressIn = Field(default_factory=EgressIn)
+    ingress: IngressIn = Field(default_factory=IngressIn)
+
+    def to_policy(self) -> NetworkPolicy:
+        """Domain and CIDR syntax is checked here: INVALID_CONFIG names the bad rule."""
+        return NetworkPolicy.parse(self.model_dump(by_alias=True, exclude_none=True))
+
+
+class ExposeIn(Model):
+    port: int = Field(ge=1, le=65535)
+    auth: Literal["public", "token"] = Field(
+        default="public", description="`token`: callers must show the token returned now."
+    )
+
+
+class PortOut(Model):
+    port: int
+    url: str
+    auth: Literal["public", "token"]
+    automatic: bool = Field(description="An automatic preview port, not exposed by a call.")
+    token: str | None = Field(default=None, description="Returned once, when exposed.")
+    created_at: datetime | None = None
+
+
 class CreateSandboxIn(Model):
     template: str = Field(
         default="base", min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._-]*$"
@@ -120,6 +162,9 @@ class CreateSandboxIn(Model):
         min_length=8,
         max_length=256,
         description="Lets `ssh SANDBOX_ID@host` log in with this password; stored hashed.",
+    )
+    network: NetworkIn | None = Field(
+        default=None, description="Egress policy and automatic preview ports."
     )
 
     @field_validator("env")
@@ -152,6 +197,7 @@ class CreateSandboxIn(Model):
             idle_timeout=self.idle_timeout,
             timeout=self.timeout,
             password=self.password,
+            network=(self.network or NetworkIn()).to_policy(),
         )
 
 
@@ -188,6 +234,8 @@ class SandboxOut(Model):
     started_at: datetime | None
     ended_at: datetime | None
     expires_at: datetime | None
+    network: dict[str, Any] | None = None
+    address: str | None = Field(default=None, description="The sandbox's private IPv4 address.")
 
     @classmethod
     def of(cls, view: SandboxView) -> SandboxOut:
