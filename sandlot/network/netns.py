@@ -26,6 +26,7 @@ MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SHARED = 1 << 20
 MNT_DETACH = 2
+EINVAL = 22
 
 T = TypeVar("T")
 
@@ -39,14 +40,16 @@ def _check(result: int, what: str) -> None:
 
 
 def _ensure_shared_dir() -> None:
+    """Like `ip netns`: make /run/netns a shared mount, binding it onto itself only when
+    it is not a mount point yet (making a non-mount-point shared fails with EINVAL)."""
     NETNS_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    if not os.path.ismount(NETNS_DIR):
-        target = str(NETNS_DIR).encode()
-        _check(_libc.mount(target, target, b"none", MS_BIND | MS_REC, None), "bind /run/netns")
-    _check(
-        _libc.mount(b"none", str(NETNS_DIR).encode(), None, MS_SHARED | MS_REC, None),
-        "share /run/netns",
-    )
+    target = str(NETNS_DIR).encode()
+    if _libc.mount(b"none", target, None, MS_SHARED | MS_REC, None) == 0:
+        return
+    if ctypes.get_errno() != EINVAL:
+        _check(-1, "share /run/netns")
+    _check(_libc.mount(target, target, b"none", MS_BIND, None), "bind /run/netns")
+    _check(_libc.mount(b"none", target, None, MS_SHARED | MS_REC, None), "share /run/netns")
 
 
 def _on_fresh_thread(work: Callable[[], T]) -> T:
