@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core, metrics, processes
+from bench import core, metrics, processes, ssh
 
 
 def main() -> None:
@@ -20,6 +20,9 @@ def main() -> None:
     metrics_parser = sub.add_parser("metrics", help="cost of sampling idle sandboxes")
     metrics_parser.add_argument("--sandboxes", type=int, default=200)
     metrics_parser.add_argument("--seconds", type=float, default=20)
+    ssh_parser = sub.add_parser("ssh", help="exec round trip and scp through the SSH gateway")
+    ssh_parser.add_argument("--runs", type=int, default=20)
+    ssh_parser.add_argument("--file-mib", type=int, default=100)
     args = parser.parse_args()
     if args.suite == "core":
         core.run(runs=args.runs, file_mib=args.file_mib)
@@ -27,6 +30,8 @@ def main() -> None:
         metrics.run(sandboxes=args.sandboxes, seconds=args.seconds)
     elif args.suite == "processes":
         processes.run(runs=args.runs, stream_mib=args.stream_mib, background=args.background)
+    elif args.suite == "ssh":
+        ssh.run(runs=args.runs, file_mib=args.file_mib)
 
 
 main()

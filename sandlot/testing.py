@@ -102,6 +102,14 @@ class ServerProcess:
             if sbx["status"] != "terminated":
                 httpx.delete(f"{self.url}/v1/sandboxes/{sbx['id']}", headers=headers, timeout=60)
 
+    def ssh_known_hosts(self) -> str:
+        """A known_hosts line pinning the SSH gateway's host key (made on first start)."""
+        key_file = self.data_dir / "ssh_host_ed25519_key"
+        public = subprocess.run(
+            ["ssh-keygen", "-y", "-f", str(key_file)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        return f"[127.0.0.1]:{self.ssh_port} {public[0]} {public[1]}\n"
+
     def log_tail(self) -> str:
         return (self.data_dir / "server.log").read_text(errors="replace")[-4000:]
 

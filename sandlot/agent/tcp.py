@@ -33,16 +33,7 @@ async def connect(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[st
         raise errors.invalid("host must be a non-empty string")
     if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
         raise errors.invalid("port must be an integer from 1 to 65535")
-    address = await _own_address(host, port)
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT):
-            reader, writer = await asyncio.open_connection(address, port)
-    except (OSError, TimeoutError) as exc:
-        raise errors.AgentError(
-            errors.CONNECT_FAILED,
-            f"cannot connect to {host}:{port} in the sandbox: {exc.strerror or exc!r}",
-            {"host": host, "port": port},
-        ) from None
+    address, reader, writer = await _connect_locally(host, port)
     try:
         stream.event("connected", address=address)
         inbound = asyncio.get_running_loop().create_task(_to_socket(stream, writer))
@@ -90,21 +81,37 @@ async def _to_socket(stream: Stream, writer: asyncio.StreamWriter) -> None:
             return
 
 
-async def _own_address(host: str, port: int) -> str:
-    """Resolve `host` to an address of the sandbox itself, or refuse."""
+async def _connect_locally(
+    host: str, port: int
+) -> tuple[str, asyncio.StreamReader, asyncio.StreamWriter]:
+    """Connect to the first of `host`'s addresses that is the sandbox's own and accepts
+    (`localhost` is ::1 and 127.0.0.1; a server may listen on only one of them)."""
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise errors.AgentError(
             errors.CONNECT_FAILED, f"cannot resolve {host!r} in the sandbox: {exc}", {"host": host}
         ) from None
-    for family, _, _, _, sockaddr in infos:
-        address = str(sockaddr[0])
-        if _is_local(family, address):
-            return address
-    raise errors.invalid(
-        f"{host} is not an address of the sandbox: only its loopback and its own "
-        "addresses can be reached this way"
+    addresses = [str(info[4][0]) for info in infos if _is_local(info[0], str(info[4][0]))]
+    if not addresses:
+        raise errors.invalid(
+            f"{host} is not an address of the sandbox: only its loopback and its own "
+            "addresses can be reached this way"
+        )
+    failure: BaseException | None = None
+    for address in dict.fromkeys(addresses):
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT):
+                reader, writer = await asyncio.open_connection(address, port)
+        except (OSError, TimeoutError) as exc:
+            failure = exc
+            continue
+        return address, reader, writer
+    reason = getattr(failure, "strerror", None) or repr(failure)
+    raise errors.AgentError(
+        errors.CONNECT_FAILED,
+        f"cannot connect to {host}:{port} in the sandbox: {reason}",
+        {"host": host, "port": port},
     )
 
 

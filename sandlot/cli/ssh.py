@@ -24,6 +24,10 @@ def sandbox_ssh(
         Path | None,
         typer.Option("--identity", "-i", help="Private key for ssh's -i.", dir_okay=False),
     ] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option("--option", "-o", help="An ssh -o option (KEY=VALUE), repeatable."),
+    ] = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -39,5 +43,7 @@ def sandbox_ssh(
     argv = [ssh, "-p", str(info.port)]
     if identity is not None:
         argv += ["-i", str(identity), "-o", "IdentitiesOnly=yes"]
+    for item in option or []:
+        argv += ["-o", item]
     argv += [f"{info.username}@{info.host}", *(command or [])]
     os.execv(ssh, argv)
