@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -196,21 +197,36 @@ def remove_table(table: str) -> list[Command]:
 
 
 async def apply(commands: list[Command]) -> None:
-    """One transaction: all of it applies or none does."""
+    """One transaction: all of it applies or none does.
+
+    The rules go through a real pipe: nft opens /dev/stdin by path, which fails on the
+    socket pairs uvloop gives subprocesses.
+    """
     if not commands:
         return
-    proc = await asyncio.create_subprocess_exec(
-        "nft",
-        "-j",
-        "-f",
-        "-",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await proc.communicate(json.dumps({"nftables": commands}).encode())
+    read_end, write_end = os.pipe()
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "nft",
+            "-j",
+            "-f",
+            "-",
+            stdin=read_end,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    finally:
+        os.close(read_end)
+    payload = json.dumps({"nftables": commands}).encode()
+    await asyncio.to_thread(_write_all, write_end, payload)
+    _, err = await proc.communicate()
     if proc.returncode != 0:
         raise FirewallError(f"nft refused the rules: {err.decode().strip()[:2000]}")
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    with os.fdopen(fd, "wb") as pipe:
+        pipe.write(data)
 
 
 async def tables(prefix: str) -> list[str]:

@@ -110,6 +110,20 @@ def namespaces(spec: SandboxSpec) -> list[dict[str, str]]:
     ]
 
 
+def sys_mount(spec: SandboxSpec) -> dict[str, Any]:
+    """A fresh sysfs, unless the sandbox joins a network namespace the host made.
+
+    Mounting sysfs needs CAP_SYS_ADMIN over the network namespace's owner, and a
+    namespace made by the host belongs to the host's user namespace, not the sandbox's.
+    Then the host's /sys is bound read-only instead, its cgroup tree masked (oci_config),
+    at the cost of showing the host's devices and interface names.
+    """
+    options = ["nosuid", "noexec", "nodev", "ro"]
+    if spec.netns is None:
+        return {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": options}
+    return {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", *options]}
+
+
 def oci_config(
     spec: SandboxSpec, *, agent_dir: Path, run_dir: Path, etc_dir: Path, cgroup: str
 ) -> dict[str, Any]:
@@ -159,12 +173,7 @@ def oci_config(
                 "source": "mqueue",
                 "options": ["nosuid", "noexec", "nodev"],
             },
-            {
-                "destination": "/sys",
-                "type": "sysfs",
-                "source": "sysfs",
-                "options": ["nosuid", "noexec", "nodev", "ro"],
-            },
+            sys_mount(spec),
             {
                 "destination": "/tmp",
                 "type": "tmpfs",
@@ -204,7 +213,9 @@ def oci_config(
                 **cgroup_resources(res, spec.cpus),
             },
             "seccomp": seccomp_profile(),
-            "maskedPaths": MASKED_PATHS,
+            "maskedPaths": MASKED_PATHS
+            if spec.netns is None
+            else [*MASKED_PATHS, "/sys/fs/cgroup"],
             "readonlyPaths": READONLY_PATHS,
         },
     }
