@@ -46,6 +46,7 @@ from sandlot.sdk._models import (
     Usage,
     UsageTotals,
 )
+from sandlot.sdk._network import AsyncPorts, Port, Ports
 from sandlot.sdk._process import AsyncCommandHandle, AsyncPtyHandle, CommandHandle, PtyHandle
 from sandlot.sdk._pty import AsyncPty, Pty
 from sandlot.sdk._sandbox import (
@@ -64,6 +65,7 @@ __all__ = [
     "AsyncEventCallback",
     "AsyncEventStream",
     "AsyncFiles",
+    "AsyncPorts",
     "AsyncPty",
     "AsyncPtyHandle",
     "AsyncSandbox",
@@ -86,6 +88,8 @@ __all__ = [
     "NewKey",
     "OrgInfo",
     "OutputChunk",
+    "Port",
+    "Ports",
     "ProcessInfo",
     "ProcessStatus",
     "Pty",

@@ -59,6 +59,10 @@ class SandboxInfo(_Model):
     idle_timeout: int | None = None
     timeout: int | None = None
     expires_at: datetime | None = None
+    network: dict[str, Any] | None = None
+    """The egress policy and automatic preview ports, as the server applies them."""
+    address: str | None = None
+    """The sandbox's private IPv4 address."""
 
 
 class CommandResult(_Model):

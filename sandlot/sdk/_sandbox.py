@@ -35,6 +35,13 @@ from sandlot.sdk._models import (
     SandboxUsage,
     resources_to_api,
 )
+from sandlot.sdk._network import (
+    AsyncPorts,
+    Ports,
+    list_ports_call,
+    update_network_call,
+    url_of,
+)
 from sandlot.sdk._pty import AsyncPty, Pty
 from sandlot.sdk._ssh import SshInfo, ssh_info_call
 
@@ -62,6 +69,7 @@ def _create_call(
     idle_timeout: int,
     timeout: int | None,
     password: str | None = None,
+    network: Mapping[str, object] | None = None,
 ) -> Call[SandboxInfo]:
     body: dict[str, object] = {
         "template": template,
@@ -73,6 +81,8 @@ def _create_call(
     }
     if password is not None:
         body["password"] = password
+    if network is not None:
+        body["network"] = dict(network)
     return Call("POST", "/v1/sandboxes", parse=SandboxInfo.model_validate, json=body)
 
 
@@ -172,6 +182,7 @@ class Sandbox(_SandboxBase[SyncTransport]):
         self.commands = Commands(info.id, transport)
         self.files = Files(info.id, transport)
         self.pty = Pty(info.id, transport)
+        self.ports = Ports(info.id, transport)
         self._listener = Listener(transport, info.id)
 
     @classmethod
@@ -185,6 +196,7 @@ class Sandbox(_SandboxBase[SyncTransport]):
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
         timeout: int | None = None,
         password: str | None = None,
+        network: Mapping[str, object] | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         client: Sandlot | None = None,
@@ -194,10 +206,13 @@ class Sandbox(_SandboxBase[SyncTransport]):
         `resources` takes `vcpus`, `memory_mb` or `memory` ("4GB"), `disk_mb` or
         `disk`. `idle_timeout` pauses it after that many idle seconds; `timeout` ends
         it that many seconds after start (`None`: no limit). `password` lets
-        `ssh SANDBOX_ID@host` log in with it (the server keeps only a hash).
+        `ssh SANDBOX_ID@host` log in with it (the server keeps only a hash). `network`
+        is the egress policy and automatic preview ports (see `update_network`).
         """
         _reject_mixed(client, api_url, api_key)
-        call = _create_call(template, resources, env, metadata, idle_timeout, timeout, password)
+        call = _create_call(
+            template, resources, env, metadata, idle_timeout, timeout, password, network
+        )
         if client is not None:
             return _open(cls, client._transport, call, owned=False)
         return _open(cls, SyncTransport(resolve_config(api_url, api_key)), call, owned=True)
@@ -253,6 +268,21 @@ class Sandbox(_SandboxBase[SyncTransport]):
     def metrics(self) -> Metrics:
         """The current figures: CPU, memory, disk, network rates, pids."""
         return self._transport.send(_metrics_call(self.id))
+
+    def update_network(
+        self,
+        *,
+        egress: Mapping[str, object] | None = None,
+        ingress: Mapping[str, object] | None = None,
+    ) -> SandboxInfo:
+        """Replace the running sandbox's policy at once, e.g. `egress={"default": "deny",
+        "allow": ["pypi.org", "*.github.com", "10.20.0.0/16"]}`; no restart."""
+        self._info = self._transport.send(update_network_call(self.id, egress, ingress))
+        return self._info
+
+    def get_url(self, port: int) -> str:
+        """The preview URL of an exposed or automatic port (3000, 3001, 5173, 8000, 8080)."""
+        return url_of(self.id, self._transport.send(list_ports_call(self.id)), port)
 
     def get_ssh(self) -> SshInfo:
         """Host, port and username for `ssh` into this sandbox, with a ready command."""
@@ -369,6 +399,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         self.commands = AsyncCommands(info.id, transport)
         self.files = AsyncFiles(info.id, transport)
         self.pty = AsyncPty(info.id, transport)
+        self.ports = AsyncPorts(info.id, transport)
         self._listener = AsyncListener(transport, info.id)
 
     @classmethod
@@ -382,6 +413,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
         timeout: int | None = None,
         password: str | None = None,
+        network: Mapping[str, object] | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         client: AsyncSandlot | None = None,
@@ -391,7 +423,9 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         The arguments are those of `Sandbox.create`.
         """
         _reject_mixed(client, api_url, api_key)
-        call = _create_call(template, resources, env, metadata, idle_timeout, timeout, password)
+        call = _create_call(
+            template, resources, env, metadata, idle_timeout, timeout, password, network
+        )
         if client is not None:
             return AsyncSandboxCreation(_aopen(cls, client._transport, call, owned=False))
         transport = AsyncTransport(resolve_config(api_url, api_key))
@@ -445,6 +479,18 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
 
     async def metrics(self) -> Metrics:
         return await self._transport.send(_metrics_call(self.id))
+
+    async def update_network(
+        self,
+        *,
+        egress: Mapping[str, object] | None = None,
+        ingress: Mapping[str, object] | None = None,
+    ) -> SandboxInfo:
+        self._info = await self._transport.send(update_network_call(self.id, egress, ingress))
+        return self._info
+
+    async def get_url(self, port: int) -> str:
+        return url_of(self.id, await self._transport.send(list_ports_call(self.id)), port)
 
     async def get_ssh(self) -> SshInfo:
         return await self._transport.send(ssh_info_call(self.id))
@@ -592,8 +638,11 @@ class Sandboxes:
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
         timeout: int | None = None,
         password: str | None = None,
+        network: Mapping[str, object] | None = None,
     ) -> Sandbox:
-        call = _create_call(template, resources, env, metadata, idle_timeout, timeout, password)
+        call = _create_call(
+            template, resources, env, metadata, idle_timeout, timeout, password, network
+        )
         return _open(Sandbox, self._transport, call, owned=False)
 
     def get(self, sandbox_id: str) -> Sandbox:
@@ -626,8 +675,11 @@ class AsyncSandboxes:
         idle_timeout: int = DEFAULT_IDLE_TIMEOUT,
         timeout: int | None = None,
         password: str | None = None,
+        network: Mapping[str, object] | None = None,
     ) -> AsyncSandboxCreation:
-        call = _create_call(template, resources, env, metadata, idle_timeout, timeout, password)
+        call = _create_call(
+            template, resources, env, metadata, idle_timeout, timeout, password, network
+        )
         return AsyncSandboxCreation(_aopen(AsyncSandbox, self._transport, call, owned=False))
 
     async def get(self, sandbox_id: str) -> AsyncSandbox:
