@@ -11,6 +11,7 @@ from sandlot.cli.connection import ApiKey, ApiUrl, GlobalOptions
 from sandlot.cli.doctor import doctor
 from sandlot.cli.events import events
 from sandlot.cli.keys import keys_app, orgs_app
+from sandlot.cli.ports import expose, ports, unexpose
 from sandlot.cli.sandbox import sandbox_app
 from sandlot.cli.serve import serve
 from sandlot.cli.ssh import sandbox_ssh
@@ -54,6 +55,9 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ssh_keys_app, name="ssh-key")
 sandbox_app.command("ssh")(sandbox_ssh)
+sandbox_app.command("expose")(expose)
+sandbox_app.command("ports")(ports)
+sandbox_app.command("unexpose")(unexpose)
 
 
 def main() -> None:

@@ -21,6 +21,7 @@ from sandlot.cli.output import (
     sandbox_details,
     sandbox_table,
 )
+from sandlot.cli.ports import network_request
 from sandlot.cli.watch import watch
 from sandlot.errors import CommandTimeoutError
 
@@ -122,6 +123,17 @@ def create(
         str | None,
         typer.Option(help="Password for `ssh SANDBOX_ID@host` (kept hashed).", show_default=False),
     ] = None,
+    egress_default: Annotated[
+        str | None,
+        typer.Option(help="allow or deny: egress not matched by a rule.", show_default="allow"),
+    ] = None,
+    egress_allow: Annotated[
+        list[str] | None,
+        typer.Option(help="Domain (*.example.com) or IPv4 CIDR let out, repeatable."),
+    ] = None,
+    egress_deny: Annotated[
+        list[str] | None, typer.Option(help="Domain or IPv4 CIDR kept in, repeatable.")
+    ] = None,
     json_output: Json = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -138,6 +150,7 @@ def create(
             idle_timeout=idle_timeout,
             timeout=timeout,
             password=password,
+            network=network_request(egress_default, egress_allow, egress_deny),
         )
     if json_output:
         print_json(sbx.info.to_api())
