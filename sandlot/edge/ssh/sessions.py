@@ -59,8 +59,12 @@ class ProcessSession(ChannelBridge, asyncssh.SSHServerSession[bytes]):
         self.spawn(self._run())
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
-        if self._attachment is not None and width and height:
+        if not (width and height):
+            return
+        if self._attachment is not None:
             self.spawn(self._attachment.resize(width, height))
+        elif self._terminal is not None:  # not started yet: start at the new size
+            self._terminal = (self._terminal[0], width, height)
 
     def signal_received(self, signal: str) -> None:
         if self._attachment is not None:
