@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from subprocess import PIPE
 
 import httpx
 import pytest
@@ -189,6 +190,29 @@ def test_another_organisations_sandbox_is_refused(
             assert refused.returncode == 255 and b"Permission denied" in refused.stderr
         assert [k.name for k in other.ssh_keys.list()] == ["theirs"]
     assert "theirs" not in [k.name for k in client.ssh_keys.list()]
+
+
+def test_dropped_client_hangs_up_and_destroyed_sandbox_ends_session(
+    gateway: Gateway, client: Sandlot
+) -> None:
+    with client.sandboxes.create() as own:
+        dropped = subprocess.Popen(gateway.ssh(own.id, "echo up; exec sleep 300"), stdout=PIPE)
+        assert dropped.stdout is not None and dropped.stdout.readline() == b"up\n"
+        dropped.kill()  # the client vanishes without closing the channel
+        dropped.wait()
+        gone = own.commands.run(
+            "for i in $(seq 100); do pgrep -x sleep >/dev/null || exit 0; sleep 0.1; done; exit 1"
+        )
+        assert gone.exit_code == 0, "the session's process outlived its client"
+
+        running = subprocess.Popen(
+            gateway.ssh(own.id, "echo up; exec sleep 300"), stdout=PIPE, stderr=PIPE
+        )
+        assert running.stdout is not None and running.stdout.readline() == b"up\n"
+        own.kill()
+        _, err = running.communicate(timeout=30)
+        assert running.returncode == 255
+        assert b"sandlot:" in err
 
 
 # -- an interactive shell ------------------------------------------------------------

@@ -26,6 +26,7 @@ LINGER_AFTER_DISCONNECT = 2.0
 PASSED_ENV_PREFIXES = ("LANG", "LC_")
 """Client environment (`SendEnv`) let through to the process: the locale only."""
 FAILED_TO_START = 255
+"""The exit status of a session that could not run its process, as sshd uses it."""
 
 
 class ProcessSession(ChannelBridge, asyncssh.SSHServerSession[bytes]):
@@ -99,8 +100,11 @@ class ProcessSession(ChannelBridge, asyncssh.SSHServerSession[bytes]):
             return
         self._attachment = attachment
         self.spawn(self._pump_input(attachment))
-        async for stream, data in attachment:
-            await self.write(data, stderr=stream == "stderr")
+        try:
+            async for stream, data in attachment:
+                await self.write(data, stderr=stream == "stderr")
+        except SandlotError as exc:  # the sandbox went away under the session
+            chan.write_stderr(f"\r\nsandlot: {exc.message}\r\n".encode())
         result = attachment.result
         if result is None:
             chan.exit(FAILED_TO_START)
