@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from ipaddress import IPv4Network
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import (
@@ -67,6 +68,19 @@ class Settings(BaseSettings):
     )
     warm_pool_templates: list[str] = Field(
         default_factory=lambda: ["base"], description="Templates to keep warm sandboxes of."
+    )
+    pause_mode: Literal["auto", "freeze"] = Field(
+        default="auto",
+        description='"auto" checkpoints paused sandboxes to disk with CRIU where it works '
+        'and freezes them in memory elsewhere; "freeze" always freezes.',
+    )
+    auto_resume: bool = Field(
+        default=True,
+        description="Resume a paused sandbox when a call needs it running; off answers "
+        "INVALID_STATE instead.",
+    )
+    criu_path: str | None = Field(
+        default=None, description="CRIU binary; default: Sandlot's own build, then PATH."
     )
     network_enabled: bool = Field(
         default=True, description="Give sandboxes a network; off leaves them loopback only."

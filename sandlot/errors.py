@@ -184,30 +184,18 @@ class InternalError(SandlotError):
     default_retryable = True
 
 
-ERRORS_BY_CODE: dict[str, type[SandlotError]] = {
-    cls.code: cls
-    for cls in (
-        AuthenticationError,
-        PermissionDeniedError,
-        InvalidConfigError,
-        SandboxNotFoundError,
-        TemplateNotFoundError,
-        FileNotFoundInSandboxError,
-        ProcessNotFoundError,
-        KeyNotFoundError,
-        SshKeyNotFoundError,
-        PortNotExposedError,
-        FileExistsInSandboxError,
-        FileOperationError,
-        InvalidStateError,
-        RateLimitedError,
-        ResourceExhaustedError,
-        SandboxUnavailableError,
-        ConnectFailedError,
-        CommandTimeoutError,
-        InternalError,
-    )
-}
+def _with_codes(cls: type[SandlotError]) -> list[type[SandlotError]]:
+    """Every class below `cls` that names a code of its own: a new error class is
+    known to the SDK the moment it is written."""
+    found = []
+    for sub in cls.__subclasses__():
+        if "code" in vars(sub):
+            found.append(sub)
+        found.extend(_with_codes(sub))
+    return found
+
+
+ERRORS_BY_CODE: dict[str, type[SandlotError]] = {cls.code: cls for cls in _with_codes(SandlotError)}
 
 
 def error_from_payload(payload: dict[str, Any]) -> SandlotError:

@@ -38,7 +38,7 @@ SSH_FAILURES_BURST = 10
 
 def make_runtime(settings: Settings) -> Runtime:
     if settings.runtime == "oci":
-        return OciRuntime(settings.data_dir, binary=settings.oci_binary)
+        return OciRuntime(settings.data_dir, binary=settings.oci_binary, criu=settings.criu_path)
     raise InvalidConfigError(f"unknown runtime {settings.runtime!r}; available: oci")
 
 
@@ -99,6 +99,9 @@ def build_server(settings: Settings) -> Server:
         default_quota=Quota(
             settings.org_max_sandboxes, settings.org_max_vcpus, settings.org_max_memory_mb
         ),
+        snapshots_root=settings.data_dir / "snapshots",
+        pause_mode=settings.pause_mode,
+        auto_resume=settings.auto_resume,
         network=network,
         previews=Previews(
             db,

@@ -19,6 +19,7 @@ from sandlot.api.routes import (
     files,
     health,
     keys,
+    lifecycle,
     monitoring,
     network,
     processes,
@@ -85,7 +86,19 @@ def create_app(
     app.state.ssh_access = SshAccess(db)
     app.state.ssh = ssh_endpoint
     install_error_handlers(app)
-    for module in (health, sandboxes, processes, files, events, monitoring, keys, ssh, network):
+    routers = (
+        health,
+        sandboxes,
+        lifecycle,
+        processes,
+        files,
+        events,
+        monitoring,
+        keys,
+        ssh,
+        network,
+    )
+    for module in routers:
         app.include_router(module.router)
     return app
 

@@ -166,11 +166,17 @@ class CreateSandboxIn(Model):
     network: NetworkIn | None = Field(
         default=None, description="Egress policy and automatic preview ports."
     )
+    snapshot: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Start from this snapshot (its template, resources, disk and, where "
+        "it holds them, processes); `template` and `resources` are then ignored.",
+    )
 
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        return _check_env(env)
+        return check_env(env)
 
     @field_validator("metadata")
     @classmethod
@@ -201,7 +207,7 @@ class CreateSandboxIn(Model):
         )
 
 
-def _check_env(env: dict[str, str]) -> dict[str, str]:
+def check_env(env: dict[str, str]) -> dict[str, str]:
     bad = [k for k in env if not re.match(ENV_NAME, k)]
     if bad:
         raise ValueError(f"invalid environment variable names: {', '.join(sorted(bad))}")
@@ -236,6 +242,13 @@ class SandboxOut(Model):
     expires_at: datetime | None
     network: dict[str, Any] | None = None
     address: str | None = Field(default=None, description="The sandbox's private IPv4 address.")
+    pause_mode: str | None = Field(
+        default=None,
+        description='While paused: "checkpoint" (processes on disk, no memory used) or '
+        '"freeze" (held in memory).',
+    )
+    paused_ms: int = Field(default=0, description="Time spent paused in earlier pauses.")
+    snapshot_id: str | None = Field(default=None, description="The snapshot it branched from.")
 
     @classmethod
     def of(cls, view: SandboxView) -> SandboxOut:
@@ -273,7 +286,7 @@ class ExecIn(Model):
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        return _check_env(env)
+        return check_env(env)
 
 
 class ExecOut(Model):
@@ -324,7 +337,7 @@ class StartProcessIn(Model):
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        return _check_env(env)
+        return check_env(env)
 
     def to_request(self) -> StartProcess:
         return StartProcess(

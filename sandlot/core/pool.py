@@ -64,6 +64,8 @@ async def start_sandbox(
     connect_timeout: float,
     network: NetworkManager | None = None,
     policy: NetworkPolicy | None = None,
+    *,
+    snapshot: Path | None = None,
 ) -> SandboxSession:
     """Start `spec` (in a network of its own under `policy` when there is a network
     manager) and return its agent connection; nothing is left behind on failure."""
@@ -71,7 +73,7 @@ async def start_sandbox(
         if network is not None:
             made = await network.prepare(spec.sandbox_id, policy or NetworkPolicy())
             spec = dataclasses.replace(spec, netns=made.netns, nameserver=made.nameserver)
-        await runtime.create(spec)
+        await runtime.create(spec, snapshot=snapshot)
         return await connect(runtime.agent_endpoint(spec.sandbox_id), connect_timeout)
     except BaseException:
         await runtime.destroy(spec.sandbox_id)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -20,6 +22,7 @@ from sqlalchemy.orm import Session
 from sandlot.core import ids
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
+from sandlot.core.lifecycle import Lifecycle
 from sandlot.core.metrics import MetricsSampler, Sampled
 from sandlot.core.models import (
     CommandOutcome,
@@ -44,7 +47,7 @@ from sandlot.errors import (
 )
 from sandlot.network.manager import NetworkManager
 from sandlot.network.policy import NetworkPolicy
-from sandlot.runtime.base import Runtime, RuntimeStatus
+from sandlot.runtime.base import BackendError, Runtime, RuntimeStatus
 from sandlot.runtime.spec import Resources
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
@@ -86,6 +89,9 @@ class SandboxService:
         exec_output_limit: int = 64 * 1024 * 1024,
         sampler: MetricsSampler | None = None,
         default_quota: Quota | None = None,
+        snapshots_root: Path | None = None,
+        pause_mode: str = "auto",
+        auto_resume: bool = True,
         network: NetworkManager | None = None,
         previews: Previews | None = None,
     ) -> None:
@@ -110,12 +116,23 @@ class SandboxService:
         self._admission = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self.last_activity: dict[str, float] = {}
+        self.lifecycle = Lifecycle(
+            self,
+            snapshots_root or Path(tempfile.gettempdir()) / "sandlot-snapshots",
+            pause_mode=pause_mode,
+            auto_resume=auto_resume,
+        )
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def create(self, org_id: str, request: CreateSandbox) -> SandboxView:
-        template = self.templates.get(request.template)
-        warm = self.pool.take(template, request.resources) if self.pool is not None else None
+        snapshot: Path | None = None
+        if request.snapshot_id is not None:
+            template, snapshot = self.lifecycle.source_of(org_id, request.snapshot_id)
+            warm = None
+        else:
+            template = self.templates.get(request.template)
+            warm = self.pool.take(template, request.resources) if self.pool else None
         sandbox_id = warm.sandbox_id if warm is not None else ids.new_sandbox_id()
         try:
             cpus = await self._admit(org_id, sandbox_id, template, request)
@@ -139,6 +156,7 @@ class SandboxService:
                     self._agent_connect_timeout,
                     self.network,
                     request.network,
+                    snapshot=snapshot,
                 )
             self._record_address(sandbox_id)
         except BaseException as exc:
@@ -151,7 +169,12 @@ class SandboxService:
             ) from exc
         self._live[sandbox_id] = Live(org_id, request.env, session)
         self.last_activity[sandbox_id] = time.monotonic()
-        return self._set_status(sandbox_id, SandboxStatus.RUNNING, started=True)
+        return self._set_status(
+            sandbox_id,
+            SandboxStatus.RUNNING,
+            started=True,
+            changes={"snapshot_id": request.snapshot_id},
+        )
 
     async def _admit(
         self, org_id: str, sandbox_id: str, template: Template, request: CreateSandbox
@@ -215,7 +238,7 @@ class SandboxService:
     async def destroy(
         self, org_id: str | None, sandbox_id: str, reason: str = "destroyed"
     ) -> SandboxView:
-        async with self._lock(sandbox_id):
+        async with self.lock(sandbox_id):
             view = self.get(org_id, sandbox_id)
             if view.status is SandboxStatus.TERMINATED:
                 return view
@@ -264,8 +287,10 @@ class SandboxService:
         live = self._live.get(sandbox_id)
         if live is None or live.session.closed or live.org_id != org_id:
             view = self.get(org_id, sandbox_id)
-            require_running(sandbox_id, view.status)
-            live = await self._reconnect(view)
+            await self.lifecycle.ensure_running(org_id, view)
+            live = self._live.get(sandbox_id)
+            if live is None or live.session.closed:
+                live = await self._reconnect(view)
         self.last_activity[sandbox_id] = time.monotonic()
         return live
 
@@ -420,7 +445,8 @@ class SandboxService:
 
     def usage(self, org_id: str, sandbox_id: str) -> dict[str, int]:
         view = self.get(org_id, sandbox_id)
-        require_running(sandbox_id, view.status)
+        if view.status is not SandboxStatus.PAUSED:  # a paused one reads what it holds
+            require_running(sandbox_id, view.status)
         u = self.runtime.usage(sandbox_id)
         return {
             "cpuNs": u.cpu_ns,
@@ -438,6 +464,7 @@ class SandboxService:
         """Settle what a previous run left, then begin warming sandboxes."""
         if self.network is not None:
             await self.network.start()
+        self.lifecycle.drop_unfinished()
         await self.reconcile()
         if self.pool is not None:
             self.pool.refill()
@@ -454,6 +481,11 @@ class SandboxService:
         for view in live:
             sandbox_id, status = view.id, view.status
             host_status = on_host.pop(sandbox_id, RuntimeStatus.MISSING)
+            try:
+                if await self.lifecycle.settle(view, host_status):
+                    continue
+            except (SandlotError, BackendError, OSError) as exc:
+                log.warning("sandbox %s could not be settled: %s", sandbox_id, exc)
             if status is SandboxStatus.RUNNING and host_status is RuntimeStatus.RUNNING:
                 try:
                     await self._reconnect(view)
@@ -501,6 +533,8 @@ class SandboxService:
             if expires_at is not None and expires_at <= now:
                 await self.destroy(org_id, sandbox_id, reason="timeout")
                 continue
+            if status == SandboxStatus.PAUSED or self.lock(sandbox_id).locked():
+                continue  # held on purpose, or in the middle of a transition
             live = self._live.get(sandbox_id)
             lost_agent = status == SandboxStatus.RUNNING and (live is None or live.session.closed)
             if lost_agent and await self.runtime.status(sandbox_id) is not RuntimeStatus.RUNNING:
@@ -512,6 +546,7 @@ class SandboxService:
                     reason="sandbox stopped unexpectedly",
                     ended=True,
                 )
+        await self.lifecycle.pause_idle()
 
     async def close(self) -> None:
         """Drop agent connections; sandboxes keep running and are adopted on next start."""
@@ -531,7 +566,7 @@ class SandboxService:
     ) -> SandboxView:
         """Apply a new policy to a running sandbox at once, without a restart."""
         network = self._network()
-        async with self._lock(sandbox_id):
+        async with self.lock(sandbox_id):
             require_running(sandbox_id, self.get(org_id, sandbox_id).status)
             with self.db.session() as s:
                 row = sandbox_rows.get(s, sandbox_id)
@@ -612,6 +647,29 @@ class SandboxService:
 
     # ---- helpers -----------------------------------------------------------------------
 
+    async def detach(self, sandbox_id: str) -> SandboxSession | None:
+        """Take the sandbox's agent connection out of service (before it is paused or
+        replaced); the caller closes or quiesces it."""
+        live = self._live.pop(sandbox_id, None)
+        self.last_activity.pop(sandbox_id, None)
+        return live.session if live is not None else None
+
+    async def reconnect(self, sandbox_id: str, view: SandboxView | None = None) -> Live:
+        return await self._reconnect(view or self.get(None, sandbox_id))
+
+    async def restart_from(self, view: SandboxView, snapshot: Path) -> None:
+        """Replace the sandbox's disk and processes with a snapshot's, keeping its id,
+        resources and network."""
+        with self.db.session() as s:
+            row = sandbox_rows.get(s, view.id)
+            assert row is not None
+            template = Template(row.template, row.template_digest, Path(row.rootfs))
+            cpus = row.cpus
+        await self.runtime.destroy(view.id)
+        spec = template_spec(template, view.id, view.resources, cpus)
+        await self.runtime.create(spec, snapshot=snapshot)
+        await self._reconnect(view)
+
     async def _reconnect(self, view: SandboxView) -> Live:
         session = await self._connect(
             self.runtime.agent_endpoint(view.id), self._agent_connect_timeout
@@ -625,7 +683,8 @@ class SandboxService:
         if live is not None:
             await live.session.close()
 
-    def _lock(self, sandbox_id: str) -> asyncio.Lock:
+    def lock(self, sandbox_id: str) -> asyncio.Lock:
+        """Serialises transitions of one sandbox (pause, snapshot, destroy, ...)."""
         return self._locks.setdefault(sandbox_id, asyncio.Lock())
 
     def _set_status(
@@ -636,7 +695,11 @@ class SandboxService:
         reason: str | None = None,
         started: bool = False,
         ended: bool = False,
+        changes: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> SandboxView:
+        """Persist a transition (with other column `changes` in the same write) and
+        publish it, with `extra` figures in the event."""
         with self.db.session() as s:
             row = sandbox_rows.get(s, sandbox_id)
             if row is None:
@@ -644,6 +707,8 @@ class SandboxService:
             check_transition(sandbox_id, SandboxStatus(row.status), status)
             row.status = status.value
             row.status_reason = reason
+            for column, value in (changes or {}).items():
+                setattr(row, column, value)
             now = datetime.now(UTC)
             if started:
                 row.started_at = now
@@ -651,7 +716,7 @@ class SandboxService:
                 row.ended_at = now
                 self._locks.pop(sandbox_id, None)
             view = SandboxView.of(row)
-        extra: dict[str, Any] = {}
+        extra = dict(extra or {})
         if ended and view.started_at is not None and view.ended_at is not None:
             runtime = (view.ended_at - view.started_at).total_seconds()
             extra["runtimeDurationMs"] = round(runtime * 1000, 1)

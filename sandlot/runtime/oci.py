@@ -326,7 +326,7 @@ class OciRuntime:
             self._wake_agent(sandbox_id)
             raise BackendError(f"{exc}; {_log_tail(work / 'dump.log', 'Error')}") from None
         # Restore runs inside the sandbox's user namespace, as its root.
-        await asyncio.to_thread(_chown_tree, images, self.uid_offset)
+        await asyncio.to_thread(_hand_over_images, images, self.uid_offset)
 
     def _criu_work(self, sandbox_id: str) -> Path:
         return _fresh_dir(self.bundle_dir(sandbox_id) / "criu")
@@ -466,10 +466,13 @@ def _bytes_used(root: Path) -> int:
     return sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
 
 
-def _chown_tree(root: Path, uid: int) -> None:
-    os.chown(root, uid, uid)
-    for path in root.rglob("*"):
+def _hand_over_images(root: Path, uid: int) -> None:
+    """Make checkpoint images readable by the restoring sandbox's root, and by anyone:
+    under load CRIU can open an image before the new user namespace's uid map is in
+    place. The directories above (the data directory's) keep them from other users."""
+    for path in (root, *root.rglob("*")):
         os.chown(path, uid, uid, follow_symlinks=False)
+        path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _status_of(runc_status: str) -> RuntimeStatus:

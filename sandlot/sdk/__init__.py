@@ -25,6 +25,7 @@ from sandlot.sdk._config import (
 from sandlot.sdk._event_stream import AsyncEventStream, EventStream
 from sandlot.sdk._files import AsyncFiles, Files
 from sandlot.sdk._http import RetryPolicy
+from sandlot.sdk._lifecycle import AsyncSnapshots, SnapshotInfo, Snapshots
 from sandlot.sdk._listener import AsyncEventCallback, EventCallback
 from sandlot.sdk._models import (
     CommandResult,
@@ -72,6 +73,7 @@ __all__ = [
     "AsyncSandboxCreation",
     "AsyncSandboxes",
     "AsyncSandlot",
+    "AsyncSnapshots",
     "AsyncSshKeys",
     "ClientConfig",
     "CommandHandle",
@@ -106,6 +108,8 @@ __all__ = [
     "Sandboxes",
     "Sandlot",
     "ServerHealth",
+    "SnapshotInfo",
+    "Snapshots",
     "SshInfo",
     "SshKeyInfo",
     "SshKeys",

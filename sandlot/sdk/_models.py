@@ -63,6 +63,11 @@ class SandboxInfo(_Model):
     """The egress policy and automatic preview ports, as the server applies them."""
     address: str | None = None
     """The sandbox's private IPv4 address."""
+    pause_mode: str | None = None
+    """While paused: "checkpoint" (on disk, no memory used) or "freeze" (in memory)."""
+    paused_ms: int = 0
+    snapshot_id: str | None = None
+    """The snapshot this sandbox was branched from."""
 
 
 class CommandResult(_Model):

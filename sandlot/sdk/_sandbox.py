@@ -12,9 +12,9 @@ import asyncio
 import builtins
 import contextlib
 import time
-from collections.abc import Coroutine, Generator, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
 from pydantic import TypeAdapter
 
@@ -25,6 +25,16 @@ from sandlot.sdk._event_stream import AsyncEventStream, EventStream
 from sandlot.sdk._events import EventCursor
 from sandlot.sdk._files import AsyncFiles, Files
 from sandlot.sdk._http import AsyncTransport, Call, SyncTransport, sandbox_path
+from sandlot.sdk._lifecycle import (
+    AsyncSnapshots,
+    Snapshots,
+    branch_call,
+    from_snapshot_call,
+    pause_call,
+    resume_call,
+    rollback_call,
+    timeout_call,
+)
 from sandlot.sdk._listener import AsyncEventCallback, AsyncListener, EventCallback, Listener
 from sandlot.sdk._models import (
     FINAL_STATUSES,
@@ -49,6 +59,7 @@ if TYPE_CHECKING:
     from sandlot.sdk._client import AsyncSandlot, Sandlot
 
 TransportT = TypeVar("TransportT", SyncTransport, AsyncTransport)
+MethodT = TypeVar("MethodT", bound=Callable[..., Any])
 
 DEFAULT_TEMPLATE = "base"
 FINAL_STATUS_WAIT = 5.0
@@ -123,6 +134,23 @@ def _reject_mixed(client: object, api_url: str | None, api_key: str | None) -> N
         raise ValueError("pass either client= or api_url=/api_key=, not both")
 
 
+class _hybrid(Generic[MethodT]):
+    """A method that is also callable on the class: `sbx.resume()` resumes this sandbox,
+    `Sandbox.resume(ID, ...)` resumes one by id (through the class's `_resume_by_id`)."""
+
+    def __init__(self, method: MethodT) -> None:
+        self._method = method
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> Callable[..., Any]: ...
+    @overload
+    def __get__(self, obj: object, owner: type[Any]) -> MethodT: ...
+    def __get__(self, obj: object | None, owner: type[Any]) -> Any:
+        if obj is None:
+            return owner._resume_by_id
+        return self._method.__get__(obj, owner)
+
+
 class _SandboxBase(Generic[TransportT]):
     def __init__(self, info: SandboxInfo, transport: TransportT, *, owns_transport: bool) -> None:
         self._info = info
@@ -183,6 +211,7 @@ class Sandbox(_SandboxBase[SyncTransport]):
         self.files = Files(info.id, transport)
         self.pty = Pty(info.id, transport)
         self.ports = Ports(info.id, transport)
+        self.snapshots = Snapshots(info.id, transport)
         self._listener = Listener(transport, info.id)
 
     @classmethod
@@ -351,6 +380,76 @@ class Sandbox(_SandboxBase[SyncTransport]):
                 current = self.refresh().status
         return self._info if self._info.status == status else self.refresh()
 
+    def pause(self) -> SandboxInfo:
+        """Checkpoint the sandbox to disk (memory and CPU released) or, on a server
+        without CRIU, freeze it; `info.pause_mode` says which."""
+        self._info = self._transport.send(pause_call(self.id))
+        return self._info
+
+    @_hybrid
+    def resume(self) -> SandboxInfo:
+        """Bring a paused sandbox back exactly as it was. Also `Sandbox.resume(ID)`,
+        which returns the resumed `Sandbox`."""
+        self._info = self._transport.send(resume_call(self.id))
+        return self._info
+
+    @classmethod
+    def _resume_by_id(
+        cls,
+        sandbox_id: str,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        client: Sandlot | None = None,
+    ) -> Sandbox:
+        _reject_mixed(client, api_url, api_key)
+        if client is not None:
+            return _open(cls, client._transport, resume_call(sandbox_id), owned=False)
+        transport = SyncTransport(resolve_config(api_url, api_key))
+        return _open(cls, transport, resume_call(sandbox_id), owned=True)
+
+    def set_timeout(self, seconds: int) -> SandboxInfo:
+        """End the sandbox `seconds` from now (reason "timeout"); 0 removes the limit."""
+        self._info = self._transport.send(timeout_call(self.id, seconds))
+        return self._info
+
+    def rollback(self, snapshot: str) -> SandboxInfo:
+        """Put this sandbox back as it was at `snapshot` (name or id): same id."""
+        self._info = self._transport.send(rollback_call(self.id, snapshot))
+        return self._info
+
+    def branch(
+        self,
+        snapshot: str,
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: int | None = None,
+    ) -> Sandbox:
+        """A new sandbox started from one of this sandbox's snapshots; this one runs on."""
+        call = branch_call(self.id, snapshot, name, metadata, env, timeout)
+        return type(self)(self._transport.send(call), self._transport)
+
+    @classmethod
+    def create_from_snapshot(
+        cls,
+        snapshot_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: int | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        client: Sandlot | None = None,
+    ) -> Sandbox:
+        """A new sandbox started from any of the organisation's snapshots, by id."""
+        _reject_mixed(client, api_url, api_key)
+        call = from_snapshot_call(snapshot_id, metadata, env, timeout)
+        if client is not None:
+            return _open(cls, client._transport, call, owned=False)
+        return _open(cls, SyncTransport(resolve_config(api_url, api_key)), call, owned=True)
+
     def kill(self) -> None:
         """Destroy the sandbox and everything in it; its event listeners see the final
         status, then stop."""
@@ -400,6 +499,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         self.files = AsyncFiles(info.id, transport)
         self.pty = AsyncPty(info.id, transport)
         self.ports = AsyncPorts(info.id, transport)
+        self.snapshots = AsyncSnapshots(info.id, transport)
         self._listener = AsyncListener(transport, info.id)
 
     @classmethod
@@ -543,6 +643,69 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
                     await asyncio.sleep(wait)
                 current = (await self.refresh()).status
         return self._info if self._info.status == status else await self.refresh()
+
+    async def pause(self) -> SandboxInfo:
+        self._info = await self._transport.send(pause_call(self.id))
+        return self._info
+
+    @_hybrid
+    async def resume(self) -> SandboxInfo:
+        self._info = await self._transport.send(resume_call(self.id))
+        return self._info
+
+    @classmethod
+    async def _resume_by_id(
+        cls,
+        sandbox_id: str,
+        *,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        client: AsyncSandlot | None = None,
+    ) -> AsyncSandbox:
+        _reject_mixed(client, api_url, api_key)
+        if client is not None:
+            return await _aopen(cls, client._transport, resume_call(sandbox_id), owned=False)
+        transport = AsyncTransport(resolve_config(api_url, api_key))
+        return await _aopen(cls, transport, resume_call(sandbox_id), owned=True)
+
+    async def set_timeout(self, seconds: int) -> SandboxInfo:
+        self._info = await self._transport.send(timeout_call(self.id, seconds))
+        return self._info
+
+    async def rollback(self, snapshot: str) -> SandboxInfo:
+        self._info = await self._transport.send(rollback_call(self.id, snapshot))
+        return self._info
+
+    async def branch(
+        self,
+        snapshot: str,
+        *,
+        name: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: int | None = None,
+    ) -> AsyncSandbox:
+        call = branch_call(self.id, snapshot, name, metadata, env, timeout)
+        return type(self)(await self._transport.send(call), self._transport)
+
+    @classmethod
+    def create_from_snapshot(
+        cls,
+        snapshot_id: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: int | None = None,
+        api_url: str | None = None,
+        api_key: str | None = None,
+        client: AsyncSandlot | None = None,
+    ) -> AsyncSandboxCreation:
+        _reject_mixed(client, api_url, api_key)
+        call = from_snapshot_call(snapshot_id, metadata, env, timeout)
+        if client is not None:
+            return AsyncSandboxCreation(_aopen(cls, client._transport, call, owned=False))
+        transport = AsyncTransport(resolve_config(api_url, api_key))
+        return AsyncSandboxCreation(_aopen(cls, transport, call, owned=True))
 
     async def kill(self) -> None:
         try:

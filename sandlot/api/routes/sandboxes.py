@@ -24,7 +24,17 @@ SandboxId = Annotated[str, Path(max_length=64, description="e.g. sbx-7k2m9p4q1x"
 
 @router.post("", status_code=201)
 async def create_sandbox(body: CreateSandboxIn, who: Writer, svc: Service) -> Envelope[SandboxOut]:
-    view = await svc.create(who.org_id, body.to_request())
+    if body.snapshot is not None:
+        view = await svc.lifecycle.branch(
+            who.org_id,
+            body.snapshot,
+            metadata=body.metadata,
+            env=body.env,
+            timeout=body.timeout,
+            idle_timeout=body.idle_timeout,
+        )
+    else:
+        view = await svc.create(who.org_id, body.to_request())
     return Envelope(data=SandboxOut.of(view))
 
 
