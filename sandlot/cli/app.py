@@ -11,6 +11,16 @@ from sandlot.cli.connection import ApiKey, ApiUrl, GlobalOptions
 from sandlot.cli.doctor import doctor
 from sandlot.cli.events import events
 from sandlot.cli.keys import keys_app, orgs_app
+from sandlot.cli.lifecycle import (
+    branch,
+    pause,
+    resume,
+    rollback,
+    set_timeout,
+    snapshot,
+    snapshots,
+    unsnapshot,
+)
 from sandlot.cli.ports import expose, ports, unexpose
 from sandlot.cli.sandbox import sandbox_app
 from sandlot.cli.serve import serve
@@ -58,6 +68,9 @@ sandbox_app.command("ssh")(sandbox_ssh)
 sandbox_app.command("expose")(expose)
 sandbox_app.command("ports")(ports)
 sandbox_app.command("unexpose")(unexpose)
+for command in (pause, resume, snapshot, snapshots, unsnapshot, rollback, branch):
+    sandbox_app.command(command.__name__)(command)
+sandbox_app.command("set-timeout")(set_timeout)
 
 
 def main() -> None:

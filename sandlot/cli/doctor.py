@@ -42,6 +42,21 @@ def _cgroups() -> tuple[bool, str]:
     return not missing, "cgroup v1" + (f", missing controllers: {missing}" if missing else "")
 
 
+def _criu() -> tuple[bool, str]:
+    """Optional: without it pauses freeze in memory instead of going to disk."""
+    from sandlot.runtime.criu import find_criu
+
+    found = find_criu()
+    if found.path is None:
+        return True, f"pauses will freeze in memory: {found.problem}"
+    probe = subprocess.run([str(found.path), "check"], capture_output=True, text=True)
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, f"{found.path} fails `criu check` ({last}): pauses will fail over to freeze"
+    version = ".".join(map(str, found.version or ()))
+    return True, f"CRIU {version} at {found.path}: pauses checkpoint to disk"
+
+
 def _template(data_dir: Path) -> Callable[[], tuple[bool, str]]:
     def check() -> tuple[bool, str]:
         from sandlot.config import Settings
@@ -63,7 +78,7 @@ def doctor(
         bool, typer.Option("--check", help="Compare the store with the host instead.")
     ] = False,
 ) -> None:
-    """Check the host: root, OCI runtime, mmdebstrap, user namespaces, cgroups, templates.
+    """Check the host: root, OCI runtime, mmdebstrap, user namespaces, cgroups, CRIU, templates.
 
     With --check, also compare the server's store with the host and list every
     sandbox or leftover that is out of place (exit 1 if any).
@@ -80,6 +95,7 @@ def doctor(
         ("mmdebstrap", _tool("mmdebstrap", "mmdebstrap")),
         ("user namespaces", _userns),
         ("cgroups", _cgroups),
+        ("criu", _criu),
         ("templates", _template(data_dir)),
     ]
     table = Table("CHECK", "OK", "DETAIL")

@@ -74,6 +74,7 @@ def sandbox_details(sbx: SandboxInfo) -> None:
     rows = [
         ("id", sbx.id),
         ("status", sbx.status + (f" ({sbx.status_reason})" if sbx.status_reason else "")),
+        ("paused", f"by {sbx.pause_mode}" if sbx.pause_mode else "no"),
         ("template", sbx.template),
         ("resources", f"{r.vcpus} vCPU, {r.memory_mb} MiB memory, {r.disk_mb} MiB disk"),
         ("created", _when(sbx.created_at)),

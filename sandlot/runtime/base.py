@@ -47,7 +47,8 @@ class Runtime(Protocol):
     async def freeze(self, sandbox_id: str) -> None:
         """Stop every process where it is (memory kept) until `thaw`."""
 
-    async def thaw(self, sandbox_id: str) -> None: ...
+    async def thaw(self, sandbox_id: str) -> None:
+        """Undo `freeze`; idempotent, and it leaves the agent listening."""
 
     async def checkpoint(self, sandbox_id: str) -> None:
         """Dump the processes to disk and stop them, releasing memory and CPU; the agent

@@ -241,7 +241,11 @@ class OciRuntime:
         await self._runc("pause", sandbox_id)
 
     async def thaw(self, sandbox_id: str) -> None:
-        await self._runc("resume", sandbox_id)
+        """Idempotent, and wakes an agent that was quiesced for a dump that never came
+        (a crash in the middle of a pause)."""
+        if await self.status(sandbox_id) is RuntimeStatus.PAUSED:
+            await self._runc("resume", sandbox_id)
+        self._wake_agent(sandbox_id)
 
     async def checkpoint(self, sandbox_id: str) -> None:
         init_pid = await self._init_pid(sandbox_id)
@@ -255,6 +259,9 @@ class OciRuntime:
         images = images or self.checkpoint_dir(sandbox_id)
         bundle = self.bundle_dir(sandbox_id)
         work = self._criu_work(sandbox_id)
+        # Restore runs inside the sandbox's user namespace, as its root. Done here
+        # rather than after the dump so that a dump whose server died still restores.
+        await asyncio.to_thread(_hand_over_images, images, self.uid_offset)
         proc = await asyncio.create_subprocess_exec(
             *self._runc_argv(),
             "--log",
@@ -325,8 +332,6 @@ class OciRuntime:
             shutil.rmtree(images, ignore_errors=True)
             self._wake_agent(sandbox_id)
             raise BackendError(f"{exc}; {_log_tail(work / 'dump.log', 'Error')}") from None
-        # Restore runs inside the sandbox's user namespace, as its root.
-        await asyncio.to_thread(_hand_over_images, images, self.uid_offset)
 
     def _criu_work(self, sandbox_id: str) -> Path:
         return _fresh_dir(self.bundle_dir(sandbox_id) / "criu")

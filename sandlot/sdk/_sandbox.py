@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from sandlot.sdk._client import AsyncSandlot, Sandlot
 
 TransportT = TypeVar("TransportT", SyncTransport, AsyncTransport)
-MethodT = TypeVar("MethodT", bound=Callable[..., Any])
+ResultT = TypeVar("ResultT")
 
 DEFAULT_TEMPLATE = "base"
 FINAL_STATUS_WAIT = 5.0
@@ -134,17 +134,17 @@ def _reject_mixed(client: object, api_url: str | None, api_key: str | None) -> N
         raise ValueError("pass either client= or api_url=/api_key=, not both")
 
 
-class _hybrid(Generic[MethodT]):
+class _hybrid(Generic[ResultT]):
     """A method that is also callable on the class: `sbx.resume()` resumes this sandbox,
     `Sandbox.resume(ID, ...)` resumes one by id (through the class's `_resume_by_id`)."""
 
-    def __init__(self, method: MethodT) -> None:
+    def __init__(self, method: Callable[[Any], ResultT]) -> None:
         self._method = method
 
     @overload
     def __get__(self, obj: None, owner: type[Any]) -> Callable[..., Any]: ...
     @overload
-    def __get__(self, obj: object, owner: type[Any]) -> MethodT: ...
+    def __get__(self, obj: object, owner: type[Any]) -> Callable[[], ResultT]: ...
     def __get__(self, obj: object | None, owner: type[Any]) -> Any:
         if obj is None:
             return owner._resume_by_id
