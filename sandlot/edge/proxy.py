@@ -4,8 +4,8 @@ Served on the API's own port by routing on the Host header, as ASGI middleware i
 of the API: a request for a preview name never reaches the API's routes, every other
 request never pays for more than one suffix check. HTTP/1.1 bodies stream both ways
 (httpx), WebSockets are relayed frame by frame (websockets). The upstream sees
-`Host: localhost`, which dev servers with host checks (Vite, webpack) accept, plus the
-usual X-Forwarded-* headers.
+`Host: localhost:PORT`, which dev servers with host checks (Vite, webpack) accept, plus
+the usual X-Forwarded-* headers.
 
 A token, where the port wants one, comes as the `X-Sandlot-Token` header or as
 `?token=`; the latter also sets a cookie scoped to that preview host, so a browser
@@ -141,7 +141,7 @@ class PreviewProxy:
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in upstream.headers(scope)
-            if not k.startswith(b"sec-websocket-")
+            if not k.startswith(b"sec-websocket-") and k != b"host"  # from the URL
         ]
         try:
             inner = await connect(
@@ -185,7 +185,7 @@ class _Upstream:
         kept = [(k, _without_token_cookie(v)) if k == b"cookie" else (k, v) for k, v in kept]
         client = scope.get("client")
         forwarded = [
-            (b"host", b"localhost"),
+            (b"host", f"localhost:{self.port}".encode()),
             (b"x-forwarded-host", self.host.encode()),
             (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
         ]
