@@ -8,6 +8,7 @@ from pydantic import ConfigDict, Field, field_validator
 
 from sandlot.api.schemas import Model, ResourcesOut, check_env
 from sandlot.core.lifecycle import SnapshotView
+from sandlot.core.patches import PatchView
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
@@ -68,3 +69,26 @@ class BranchIn(Model):
 
     def full_metadata(self) -> dict[str, str]:
         return {**self.metadata, **({"name": self.name} if self.name else {})}
+
+
+class PatchIn(Model):
+    script: str = Field(min_length=1, max_length=256 * 1024, description="Run with bash.")
+    description: str | None = Field(default=None, max_length=1024)
+
+
+class PatchOut(Model):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    snapshot_id: str
+    revision: int = Field(description="The snapshot revision this patch made (or failed at).")
+    script: str
+    description: str | None
+    status: str = Field(description='"applied", or "failed" (the snapshot is unchanged).')
+    exit_code: int | None
+    output: str | None = Field(description="The tail of the script's output.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: PatchView) -> PatchOut:
+        return cls.model_validate(view, from_attributes=True)

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sandlot.core import ids
 from sandlot.core.events import Event
 from sandlot.core.models import CreateSandbox, SandboxView
+from sandlot.core.patches import Patcher
 from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
     InvalidConfigError,
@@ -99,6 +100,7 @@ class Lifecycle:
         self.snapshots_root = snapshots_root
         self.pause_mode = pause_mode
         self.auto_resume = auto_resume
+        self.patches = Patcher(self)
         snapshots_root.mkdir(parents=True, exist_ok=True)
 
     @property

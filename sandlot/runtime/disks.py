@@ -51,6 +51,11 @@ def disk_usage(target: Path) -> tuple[int, int]:
     return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_blocks * st.f_frsize
 
 
+def bytes_used(root: Path) -> int:
+    """What a directory of sparse images really takes on disk."""
+    return sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
+
+
 def _run(*args: str) -> str:
     done = subprocess.run(args, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if done.returncode != 0:

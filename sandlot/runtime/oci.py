@@ -47,7 +47,7 @@ from sandlot.runtime.cgroups import (
     remove_cgroup,
 )
 from sandlot.runtime.criu import find_criu
-from sandlot.runtime.disks import copy_disk, create_disk, disk_usage, mount_disk
+from sandlot.runtime.disks import bytes_used, copy_disk, create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mount_overlay, mounts_under, syncfs, unmount
 from sandlot.runtime.reaping import become_subreaper, reap
 from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage, host_cpus
@@ -307,7 +307,7 @@ class OciRuntime:
                 await self.thaw(sandbox_id)
             if memory:
                 self._wake_agent(sandbox_id)
-        return _bytes_used(target)
+        return bytes_used(target)
 
     async def _dump(self, sandbox_id: str, images: Path, leave_running: bool) -> None:
         """`runc checkpoint`; the agent must have been quiesced. If the dump fails the
@@ -465,10 +465,6 @@ def _fresh_dir(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True, mode=0o700)
     return path
-
-
-def _bytes_used(root: Path) -> int:
-    return sum(p.stat().st_blocks * 512 for p in root.rglob("*") if p.is_file())
 
 
 def _hand_over_images(root: Path, uid: int) -> None:

@@ -25,7 +25,7 @@ from sandlot.sdk._config import (
 from sandlot.sdk._event_stream import AsyncEventStream, EventStream
 from sandlot.sdk._files import AsyncFiles, Files
 from sandlot.sdk._http import RetryPolicy
-from sandlot.sdk._lifecycle import AsyncSnapshots, SnapshotInfo, Snapshots
+from sandlot.sdk._lifecycle import AsyncSnapshots, PatchInfo, SnapshotInfo, Snapshots
 from sandlot.sdk._listener import AsyncEventCallback, EventCallback
 from sandlot.sdk._models import (
     CommandResult,
@@ -90,6 +90,7 @@ __all__ = [
     "NewKey",
     "OrgInfo",
     "OutputChunk",
+    "PatchInfo",
     "Port",
     "Ports",
     "ProcessInfo",

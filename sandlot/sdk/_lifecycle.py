@@ -29,7 +29,22 @@ class SnapshotInfo(_Model):
     created_at: datetime
 
 
+class PatchInfo(_Model):
+    """A script run against a snapshot's files; `status` "applied" made `revision`."""
+
+    id: str
+    snapshot_id: str
+    revision: int
+    script: str
+    description: str | None = None
+    status: str
+    exit_code: int | None = None
+    output: str | None = None
+    created_at: datetime
+
+
 _SNAPSHOTS = TypeAdapter(list[SnapshotInfo])
+_PATCHES = TypeAdapter(list[PatchInfo])
 
 
 def pause_call(sandbox_id: str) -> Call[SandboxInfo]:
@@ -103,6 +118,26 @@ def _delete_snapshot_call(sandbox_id: str, ref: str) -> Call[SnapshotInfo]:
     return Call("DELETE", path, parse=SnapshotInfo.model_validate)
 
 
+def _patches_path(sandbox_id: str, ref: str, suffix: str = "") -> str:
+    return sandbox_path(sandbox_id, f"/snapshots/{quote(ref, safe='')}/patches{suffix}")
+
+
+def _patch_call(sandbox_id: str, ref: str, script: str, description: str | None) -> Call[PatchInfo]:
+    body = {"script": script, "description": description}
+    path = _patches_path(sandbox_id, ref)
+    # A patch runs a script (apt-get install, say): wait for it however long it takes.
+    return Call("POST", path, parse=PatchInfo.model_validate, json=body, read_timeout=None)
+
+
+def _list_patches_call(sandbox_id: str, ref: str) -> Call[list[PatchInfo]]:
+    return Call("GET", _patches_path(sandbox_id, ref), parse=_PATCHES.validate_python)
+
+
+def _delete_patch_call(sandbox_id: str, ref: str, patch_id: str) -> Call[list[PatchInfo]]:
+    path = _patches_path(sandbox_id, ref, f"/{quote(patch_id, safe='')}")
+    return Call("DELETE", path, parse=_PATCHES.validate_python, read_timeout=None)
+
+
 class Snapshots:
     """`sbx.snapshots`: save this sandbox's state, list and delete saved states."""
 
@@ -128,6 +163,18 @@ class Snapshots:
         """Delete a snapshot by id or name."""
         return self._transport.send(_delete_snapshot_call(self._id, snapshot))
 
+    def patch(self, snapshot: str, script: str, *, description: str | None = None) -> PatchInfo:
+        """Run a bash `script` against the snapshot's files in a throw-away sandbox; if it
+        exits 0 the result becomes the snapshot's next revision (without processes)."""
+        return self._transport.send(_patch_call(self._id, snapshot, script, description))
+
+    def list_patches(self, snapshot: str) -> builtins.list[PatchInfo]:
+        return self._transport.send(_list_patches_call(self._id, snapshot))
+
+    def delete_patch(self, snapshot: str, patch_id: str) -> builtins.list[PatchInfo]:
+        """Remove a patch and rebuild the snapshot from the ones that remain."""
+        return self._transport.send(_delete_patch_call(self._id, snapshot, patch_id))
+
 
 class AsyncSnapshots:
     """`sbx.snapshots` of an `AsyncSandbox`."""
@@ -151,3 +198,14 @@ class AsyncSnapshots:
 
     async def delete(self, snapshot: str) -> SnapshotInfo:
         return await self._transport.send(_delete_snapshot_call(self._id, snapshot))
+
+    async def patch(
+        self, snapshot: str, script: str, *, description: str | None = None
+    ) -> PatchInfo:
+        return await self._transport.send(_patch_call(self._id, snapshot, script, description))
+
+    async def list_patches(self, snapshot: str) -> builtins.list[PatchInfo]:
+        return await self._transport.send(_list_patches_call(self._id, snapshot))
+
+    async def delete_patch(self, snapshot: str, patch_id: str) -> builtins.list[PatchInfo]:
+        return await self._transport.send(_delete_patch_call(self._id, snapshot, patch_id))

@@ -188,3 +188,30 @@ def test_ten_branches_of_one_snapshot_in_parallel(sandbox: Sandbox, client: Sand
 
     with ThreadPoolExecutor(10) as pool:
         assert list(pool.map(one, range(10))) == ["o\n"] * 10
+
+
+def test_snapshot_patches_make_revisions_and_can_be_removed(
+    sandbox: Sandbox, client: Sandlot
+) -> None:
+    sandbox.files.write("/root/base.txt", "base\n")
+    sandbox.snapshots.create("patched")
+    first = sandbox.snapshots.patch("patched", "echo one > /root/one.txt", description="add one")
+    assert (first.status, first.revision, first.exit_code) == ("applied", 2, 0)
+    second = sandbox.snapshots.patch("patched", "echo two > /root/two.txt")
+    failed = sandbox.snapshots.patch("patched", "echo oops >&2; exit 3")
+    assert (failed.status, failed.exit_code, failed.revision) == ("failed", 3, 3)
+    assert "oops" in (failed.output or "")
+    snap = next(s for s in sandbox.snapshots.list() if s.name == "patched")
+    assert (snap.revision, snap.has_memory) == (3, False)
+    with Sandbox.create_from_snapshot(snap.id, client=client) as copy:
+        assert copy.commands.run("cat /root/base.txt /root/one.txt /root/two.txt").stdout == (
+            "base\none\ntwo\n"
+        )
+    # The sandbox itself is untouched by patches of its snapshot.
+    assert not sandbox.files.exists("/root/one.txt")
+
+    remaining = sandbox.snapshots.delete_patch("patched", first.id)
+    assert [p.id for p in remaining] == [second.id, failed.id]
+    with Sandbox.create_from_snapshot(snap.id, client=client) as copy:
+        assert copy.files.exists("/root/two.txt")
+        assert not copy.files.exists("/root/one.txt")

@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from sandlot.api.deps import Reader, Service, Writer
 from sandlot.api.lifecycle_schemas import (
     BranchIn,
+    PatchIn,
+    PatchOut,
     RollbackIn,
     SnapshotIn,
     SnapshotOut,
@@ -61,6 +63,38 @@ def delete_sandbox_snapshot(
     snap = svc.lifecycle.get_snapshot(who.org_id, ref, sandbox_id)
     svc.lifecycle.delete_snapshot(who.org_id, snap.id)
     return Envelope(data=SnapshotOut.of(snap))
+
+
+@router.post("/v1/sandboxes/{sandbox_id}/snapshots/{ref}/patches", status_code=201)
+async def patch_snapshot(
+    sandbox_id: SandboxId, ref: str, body: PatchIn, who: Writer, svc: Service
+) -> Envelope[PatchOut]:
+    """Run a bash script against the snapshot's files in a throw-away sandbox; on
+    success the result becomes the snapshot's next revision."""
+    patch = await svc.lifecycle.patches.patch(
+        who.org_id, ref, body.script, body.description, sandbox_id=sandbox_id
+    )
+    return Envelope(data=PatchOut.of(patch))
+
+
+@router.get("/v1/sandboxes/{sandbox_id}/snapshots/{ref}/patches")
+def list_patches(
+    sandbox_id: SandboxId, ref: str, who: Reader, svc: Service
+) -> Envelope[list[PatchOut]]:
+    patches = svc.lifecycle.patches.list_patches(who.org_id, ref, sandbox_id)
+    return Envelope(data=[PatchOut.of(p) for p in patches])
+
+
+@router.delete("/v1/sandboxes/{sandbox_id}/snapshots/{ref}/patches/{patch_id}")
+async def delete_patch(
+    sandbox_id: SandboxId, ref: str, patch_id: str, who: Writer, svc: Service
+) -> Envelope[list[PatchOut]]:
+    """Remove a patch; the snapshot is rebuilt with the patches that remain. Answers
+    with those."""
+    patches = svc.lifecycle.patches
+    await patches.delete_patch(who.org_id, ref, patch_id, sandbox_id)
+    remaining = patches.list_patches(who.org_id, ref, sandbox_id)
+    return Envelope(data=[PatchOut.of(p) for p in remaining])
 
 
 @router.get("/v1/snapshots")
