@@ -122,6 +122,9 @@ def test_stdin_reaches_the_command_until_eof(gateway: Gateway, sbx: Sandbox) -> 
     r = gateway.run(sbx.id, "sha256sum", input=data)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+    # A command that exits before reading all its input still reports its own status.
+    early = gateway.run(sbx.id, "head -c 5; exit 4", input=data)
+    assert (early.returncode, early.stdout) == (4, data[:5])
 
 
 def test_a_signal_death_comes_back_as_exit_signal(gateway: Gateway, sbx: Sandbox) -> None:

@@ -133,9 +133,12 @@ class ProcessSession(ChannelBridge, asyncssh.SSHServerSession[bytes]):
         )
 
     async def _pump_input(self, attachment: AttachmentLike) -> None:
-        while (data := await self.next_input()) is not None:
-            await attachment.send_stdin(data)
-        await attachment.close_stdin()
+        try:
+            while (data := await self.next_input()) is not None:
+                await attachment.send_stdin(data)
+            await attachment.close_stdin()
+        except SandlotError:
+            pass  # the process stopped reading (it exited): what is left has nowhere to go
 
 
 async def _hang_up(attachment: AttachmentLike) -> None:
