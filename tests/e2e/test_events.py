@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,6 +17,7 @@ from sandlot import Sandbox, Sandlot
 from sandlot.store import keys
 from sandlot.store.database import Database
 from sandlot.testing import ServerProcess
+from tests.e2e.nethosts import outside_hosts
 
 
 def ws_url(server: ServerProcess, path: str) -> str:
@@ -122,8 +124,15 @@ def test_memory_hog_shows_memory_percent(client: Sandlot, http: httpx.Client) ->
         assert figures["memLimitBytes"] == 512 * 2**20 and figures["memBytes"] > 300 * 2**20
 
 
-def test_network_rates() -> None:
-    pytest.skip("sandboxes have loopback only until the networking issue lands; rx/tx read 0")
+def test_network_rates(client: Sandlot, http: httpx.Client) -> None:
+    with (
+        outside_hosts({"files": f"10.97.{100 + secrets.randbelow(150)}"}) as hosts,
+        Sandbox.create(client=client) as sbx,
+    ):
+        loop = f"while :; do curl -s -o /dev/null {hosts['files'].url}blob; done"
+        sbx.commands.run(f"timeout 20 sh -c '{loop}'", background=True)
+        figures = wait_for_metric(http, sbx.id, "netRxBytesPerSec", 100_000)
+        assert figures["netTxBytesPerSec"] > 0  # the requests and the acks
 
 
 def test_prometheus_parses_and_is_admin_only(client: Sandlot, server: ServerProcess) -> None:
