@@ -718,8 +718,11 @@ class SandboxService:
             view = SandboxView.of(row)
         extra = dict(extra or {})
         if ended and view.started_at is not None and view.ended_at is not None:
-            runtime = (view.ended_at - view.started_at).total_seconds()
+            # Time spent running: a paused sandbox holds no CPU (nor, checkpointed, memory).
+            wall = (view.ended_at - view.started_at).total_seconds()
+            runtime = max(wall - view.paused_ms / 1000, 0.0)
             extra["runtimeDurationMs"] = round(runtime * 1000, 1)
+            extra["pausedDurationMs"] = view.paused_ms
             res = view.resources
             self.events.publish(
                 Event(

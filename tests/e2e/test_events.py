@@ -45,14 +45,20 @@ def test_status_events_in_order_with_durations(client: Sandlot, server: ServerPr
     sbx = Sandbox.create(client=client)
     sbx.files.write("/workspace/x.txt", "x")
     sbx.commands.run("exit 3")
+    sbx.pause()
+    time.sleep(0.3)
+    sbx.resume()
     sbx.kill()
     events = read_quiet(server, f"/v1/sandboxes/{sbx.id}/events?since=0")
     statuses = [e["data"]["status"] for e in events if e["type"] == "status"]
-    assert statuses == ["creating", "running", "stopping", "terminated"]
+    assert statuses == ["creating", "running", "paused", "running", "stopping", "terminated"]
     ids = [e["id"] for e in events]
     assert ids == sorted(ids) and None not in ids
-    terminated = [e for e in events if e["type"] == "status"][-1]
-    assert terminated["data"]["runtimeDurationMs"] > 0
+    changes = [e["data"] for e in events if e["type"] == "status"]
+    assert changes[2]["pauseMode"] in ("checkpoint", "freeze")
+    assert (changes[3]["reason"], changes[3]["pausedDurationMs"] >= 300) == ("resumed", True)
+    assert changes[-1]["runtimeDurationMs"] > 0
+    assert changes[-1]["pausedDurationMs"] >= 300
     by_type = {e["type"]: e for e in events}
     assert by_type["exec.completed"]["data"]["exitCode"] == 3
     assert by_type["file.created"]["data"] == {"path": "/workspace/x.txt", "size": 1}
