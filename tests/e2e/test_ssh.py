@@ -127,6 +127,22 @@ def test_stdin_reaches_the_command_until_eof(gateway: Gateway, sbx: Sandbox) -> 
     assert (early.returncode, early.stdout) == (4, data[:5])
 
 
+def test_shell_without_a_terminal_reads_stdin_and_gets_the_locale(
+    gateway: Gateway, sbx: Sandbox
+) -> None:
+    r = subprocess.run(
+        [
+            *gateway.ssh(sbx.id, "-T", "-o", "SendEnv=LANG"),
+        ],
+        input=b"echo $((6*7)) $LANG; tty; exit 5\n",
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "LANG": "C.UTF-8"},
+    )
+    assert r.returncode == 5, r.stderr
+    assert r.stdout == b"42 C.UTF-8\nnot a tty\n"
+
+
 def test_a_signal_death_comes_back_as_exit_signal(gateway: Gateway, sbx: Sandbox) -> None:
     """OpenSSH does not show exit-signal, so a second real client (asyncssh) checks it."""
     import asyncssh
