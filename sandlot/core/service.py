@@ -720,9 +720,12 @@ class SandboxService:
         if ended and view.started_at is not None and view.ended_at is not None:
             # Time spent running: a paused sandbox holds no CPU (nor, checkpointed, memory).
             wall = (view.ended_at - view.started_at).total_seconds()
-            runtime = max(wall - view.paused_ms / 1000, 0.0)
+            paused_ms = view.paused_ms
+            if view.paused_at is not None:  # ended while paused
+                paused_ms += int((view.ended_at - view.paused_at).total_seconds() * 1000)
+            runtime = max(wall - paused_ms / 1000, 0.0)
             extra["runtimeDurationMs"] = round(runtime * 1000, 1)
-            extra["pausedDurationMs"] = view.paused_ms
+            extra["pausedDurationMs"] = paused_ms
             res = view.resources
             self.events.publish(
                 Event(
