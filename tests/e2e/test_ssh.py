@@ -131,9 +131,7 @@ def test_shell_without_a_terminal_reads_stdin_and_gets_the_locale(
     gateway: Gateway, sbx: Sandbox
 ) -> None:
     r = subprocess.run(
-        [
-            *gateway.ssh(sbx.id, "-T", "-o", "SendEnv=LANG"),
-        ],
+        gateway.ssh(sbx.id, "-T", "-o", "SendEnv=LANG"),
         input=b"echo $((6*7)) $LANG; tty; exit 5\n",
         capture_output=True,
         timeout=60,
