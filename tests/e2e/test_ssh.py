@@ -494,6 +494,16 @@ def test_host_key_is_stable_across_restarts_and_failures_are_throttled(
         assert after.returncode == 0, after.stderr
         assert after.stdout == b"after\n"
 
+        # A client holding several keys offers each in turn: that is not guessing.
+        others = [make_key(tmp_path, f"other{i}") for i in range(5)]
+        keys = [arg for k in [*others, gateway.key] for arg in ("-i", str(k))]  # ours last
+        argv = ["ssh", "-p", str(srv.ssh_port), *gateway.pinned(), "-o", "BatchMode=yes"]
+        argv += ["-o", "IdentitiesOnly=yes", "-v", *keys, f"{sandbox.id}@127.0.0.1", "echo many"]
+        for _ in range(4):
+            r = subprocess.run(argv, capture_output=True, timeout=60)
+            assert r.stdout == b"many\n", r.stderr
+        assert r.stderr.count(b"Offering public key") == 6
+
         stranger = make_key(tmp_path, "stranger")
         for _ in range(12):
             assert gateway.run(sandbox.id, "true", key=stranger).returncode == 255

@@ -66,6 +66,7 @@ class GatewayServer(asyncssh.SSHServer):
         self._address = "unknown"
         self._sandbox_id = ""
         self._target: Target | None = None
+        self._key_refused = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self._conn = conn
@@ -86,19 +87,27 @@ class GatewayServer(asyncssh.SSHServer):
         return True
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        return self._verdict(
-            self._throttle.allowed(self._address)
-            and self._access.key_allowed(username, key.public_data)
+        ok = self._throttle.allowed(self._address) and self._access.key_allowed(
+            username, key.public_data
         )
+        # A client offers each key it holds in turn: keys cannot be guessed, so the
+        # refusals of one connection count once, and a user with many keys is not
+        # turned away for them.
+        if not ok and not self._key_refused:
+            self._key_refused = True
+            self._throttle.failed(self._address)
+        return ok
 
     def password_auth_supported(self) -> bool:
         return True
 
     async def validate_password(self, username: str, password: str) -> bool:
-        return self._verdict(
-            self._throttle.allowed(self._address)
-            and await self._access.password_allowed(username, password)
+        ok = self._throttle.allowed(self._address) and await self._access.password_allowed(
+            username, password
         )
+        if not ok:
+            self._throttle.failed(self._address)
+        return ok
 
     def auth_completed(self) -> None:
         org_id = self._access.owner(self._sandbox_id)
@@ -116,8 +125,3 @@ class GatewayServer(asyncssh.SSHServer):
         if self._target is None:
             return False
         return open_forward(self._target, dest_host, dest_port)
-
-    def _verdict(self, ok: bool) -> bool:
-        if not ok:
-            self._throttle.failed(self._address)
-        return ok
