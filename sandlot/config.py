@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     org_max_memory_mb: int = Field(
         default=64 * 1024, ge=128, description="Default MiB of memory per org, summed."
     )
+    org_max_snapshots: int = Field(default=100, ge=1, description="Snapshots per org.")
+    org_max_snapshot_storage_mb: int = Field(
+        default=100 * 1024, ge=1, description="MiB of snapshot storage per org."
+    )
     rate_limit_per_second: float = Field(
         default=50.0, ge=0, description="Requests a second per API key; 0 turns limits off."
     )

@@ -15,7 +15,7 @@ from sandlot.core.capacity import Capacity
 from sandlot.core.events import EventBus
 from sandlot.core.pool import WarmPool
 from sandlot.core.previews import PreviewConfig, Previews
-from sandlot.core.quotas import Quota
+from sandlot.core.quotas import Quota, SnapshotQuota
 from sandlot.core.service import SandboxService
 from sandlot.core.ssh_access import SshAccess
 from sandlot.edge.proxy import PreviewProxy
@@ -102,6 +102,9 @@ def build_server(settings: Settings) -> Server:
         snapshots_root=settings.data_dir / "snapshots",
         pause_mode=settings.pause_mode,
         auto_resume=settings.auto_resume,
+        snapshot_quota=SnapshotQuota(
+            settings.org_max_snapshots, settings.org_max_snapshot_storage_mb
+        ),
         network=network,
         previews=Previews(
             db,

@@ -28,6 +28,7 @@ from sandlot.core import ids
 from sandlot.core.events import Event
 from sandlot.core.models import CreateSandbox, SandboxView
 from sandlot.core.patches import Patcher
+from sandlot.core.quotas import SnapshotQuota, check_snapshot_quota
 from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
     InvalidConfigError,
@@ -94,8 +95,10 @@ class Lifecycle:
         *,
         pause_mode: str = "auto",
         auto_resume: bool = True,
+        snapshot_quota: SnapshotQuota | None = None,
     ) -> None:
         self.service = service
+        self.snapshot_quota = snapshot_quota or SnapshotQuota(100, 100 * 1024)
         self.runtime = service.runtime
         self.snapshots_root = snapshots_root
         self.pause_mode = pause_mode
@@ -281,6 +284,8 @@ class Lifecycle:
         async with svc.lock(sandbox_id):
             view = svc.get(org_id, sandbox_id)
             require_running(sandbox_id, view.status)
+            held = self.list_snapshots(org_id)
+            check_snapshot_quota(self.snapshot_quota, len(held), sum(h.size_bytes for h in held))
             snapshot_id = ids.new_snapshot_id()
             self._insert_snapshot(view, snapshot_id, name or snapshot_id, description, with_memory)
             target = self.snapshot_dir(snapshot_id)

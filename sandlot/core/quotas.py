@@ -36,3 +36,26 @@ def check_quota(quota: Quota, wanted: Resources, held: Iterable[Resources]) -> N
                 details={"quota": name, "limit": limit, "wouldUse": total},
                 retryable=False,
             )
+
+
+@dataclass(frozen=True)
+class SnapshotQuota:
+    max_snapshots: int
+    max_storage_mb: int
+
+
+def check_snapshot_quota(quota: SnapshotQuota, count: int, stored_bytes: int) -> None:
+    """Raise if the organisation already holds as many snapshots, or as much snapshot
+    storage, as its quota allows."""
+    over = [
+        ("snapshots", count + 1, quota.max_snapshots),
+        ("snapshotStorageMb", stored_bytes // 2**20, quota.max_storage_mb),
+    ]
+    for name, total, limit in over:
+        if total > limit:
+            raise ResourceExhaustedError(
+                f"this organisation's quota allows {limit} {name} and a new snapshot would "
+                f"make {total}; delete snapshots or ask the operator to raise it",
+                details={"quota": name, "limit": limit, "wouldUse": total},
+                retryable=False,
+            )

@@ -34,7 +34,7 @@ from sandlot.core.models import (
 from sandlot.core.passwords import hash_password
 from sandlot.core.pool import Connector, WarmPool, start_sandbox, template_spec
 from sandlot.core.previews import Auth, Exposure, Previews
-from sandlot.core.quotas import Quota, check_quota
+from sandlot.core.quotas import Quota, SnapshotQuota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
 from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.core.usage import UsageRecord, usage_in_window
@@ -92,6 +92,7 @@ class SandboxService:
         snapshots_root: Path | None = None,
         pause_mode: str = "auto",
         auto_resume: bool = True,
+        snapshot_quota: SnapshotQuota | None = None,
         network: NetworkManager | None = None,
         previews: Previews | None = None,
     ) -> None:
@@ -121,6 +122,7 @@ class SandboxService:
             snapshots_root or Path(tempfile.gettempdir()) / "sandlot-snapshots",
             pause_mode=pause_mode,
             auto_resume=auto_resume,
+            snapshot_quota=snapshot_quota,
         )
 
     # ---- lifecycle -------------------------------------------------------------------

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from sandlot import Sandbox, Sandlot
+from sandlot.errors import ResourceExhaustedError
 from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.oci import OciRuntime
 from sandlot.testing import ServerProcess
@@ -175,3 +176,24 @@ def test_interrupted_snapshot_is_removed_at_start(fresh_server: ServerProcess) -
     with connect(srv) as client:
         assert Sandbox.get(sbx.id, client=client).snapshots.list() == []
     assert not Path(srv.data_dir / "snapshots" / snap.id).exists()
+
+
+def test_snapshot_quota_refuses_with_resource_exhausted(tmp_path: Path) -> None:
+    srv = ServerProcess(
+        tmp_path / "data",
+        extra_env={"SANDLOT_WARM_POOL_SIZE": "0", "SANDLOT_ORG_MAX_SNAPSHOTS": "1"},
+    )
+    srv.data_dir.mkdir()
+    srv.start()
+    try:
+        with connect(srv) as client, Sandbox.create(client=client) as sbx:
+            sbx.snapshots.create("only", memory=False)
+            with pytest.raises(ResourceExhaustedError) as refused:
+                sbx.snapshots.create("one-too-many", memory=False)
+            assert refused.value.details["quota"] == "snapshots"
+            assert not refused.value.retryable
+            sbx.snapshots.delete("only")
+            sbx.snapshots.create("fits-again", memory=False)
+    finally:
+        srv.destroy_all()
+        srv.stop()
