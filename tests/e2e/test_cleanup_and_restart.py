@@ -12,6 +12,7 @@ import httpx
 from sandlot import Sandbox, Sandlot
 from sandlot.runtime.oci import run_root_for, state_root_for
 from sandlot.testing import ServerProcess
+from tests.e2e.network_traces import network_traces
 
 
 def host_traces(sandbox_id: str, data_dir: Path) -> list[str]:
@@ -44,7 +45,7 @@ def host_traces(sandbox_id: str, data_dir: Path) -> list[str]:
     ).stdout
     if sandbox_id in runc.split():
         traces.append("runc state")
-    return traces
+    return traces + network_traces(sandbox_id, data_dir)
 
 
 def test_destroy_leaves_nothing_behind(client: Sandlot, server: ServerProcess) -> None:

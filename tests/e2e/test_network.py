@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -22,11 +22,11 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
 from sandlot import Sandbox, Sandlot
-from sandlot.runtime.oci import run_root_for
 from sandlot.store.database import Database
 from sandlot.store.tables import EventRow
 from sandlot.testing import ServerProcess, ensure_base_template
 from tests.e2e.nethosts import OutsideHost, outside_hosts
+from tests.e2e.network_traces import network_traces
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["nft", "--version"], capture_output=True).returncode != 0,
@@ -269,26 +269,26 @@ def test_websocket_through_the_preview_proxy(
                 time.sleep(0.2)
 
 
-def network_traces(sandbox_id: str, data_dir: Path) -> list[str]:
-    key = run_root_for(data_dir).name
-    traces = [str(p) for p in Path("/run/netns").glob(f"*{sandbox_id}*")]
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    if f"sl-{sandbox_id.removeprefix('sbx-')}" in links:
-        traces.append("veth")
-    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
-    if sandbox_id.replace("-", "_") in tables:
-        traces.append("nft table")
-    for lease in Path("/run/sandlot/leases").iterdir():
-        if lease.read_text().split() == [key, sandbox_id]:
-            traces.append(f"lease {lease.name}")
-    return traces
-
-
 def test_destroy_leaves_no_network_behind(net_client: Sandlot, net_server: ServerProcess) -> None:
     sbx = Sandbox.create(network={"egress": {"default": "deny"}}, client=net_client)
     assert len(network_traces(sbx.id, net_server.data_dir)) == 4  # netns, veth, table, lease
     sbx.kill()
     assert network_traces(sbx.id, net_server.data_dir) == []
+
+
+def test_restarted_server_keeps_policies_and_removes_strays(
+    net_client: Sandlot, net_server: ServerProcess
+) -> None:
+    policy = {"egress": {"default": "deny", "allow": ["allowed.test"]}}
+    kept = Sandbox.create(network=policy, client=net_client)
+    net_server.stop(signal.SIGKILL)
+    net_server.start()  # the resolver listens on another port now
+    with Sandlot(api_url=net_server.url, api_key=net_server.api_key) as client:
+        again = Sandbox.get(kept.id, client=client)
+        assert fetch(again, "http://allowed.test/") == (0, "allowed")
+        assert fetch(again, "http://denied.test/")[0] == 6
+        again.kill()
+    assert network_traces(kept.id, net_server.data_dir) == []
 
 
 @pytest.mark.parametrize(
