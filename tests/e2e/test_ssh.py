@@ -242,9 +242,14 @@ def test_interactive_shell_with_resize(gateway: Gateway, sbx: Sandbox, tmux: str
     type_keys(tmux, "stty size")
     wait_for_screen(tmux, "30 100")
     subprocess.run(["tmux", "resize-window", "-t", tmux, "-x", "120", "-y", "40"], check=True)
-    time.sleep(0.3)  # the window-change message crosses the connection
-    type_keys(tmux, "clear; stty size")
-    wait_for_screen(tmux, "40 120")
+    # The window-change message crosses the connection on its own: ask until it landed.
+    for attempt in range(10):
+        type_keys(tmux, "clear; stty size")
+        try:
+            wait_for_screen(tmux, "40 120", timeout=1)
+            break
+        except AssertionError:
+            assert attempt < 9, "the terminal never took the new size"
     type_keys(tmux, "exit 3")
     wait_for_screen(tmux, "local-exit=3")
 
