@@ -1,1 +1,1 @@
-"""What faces users besides the REST API: the SSH gateway (and, later, preview URLs)."""
+"""What faces users besides the REST API: the SSH gateway and the preview-URL proxy."""
