@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core, metrics, processes, ssh
+from bench import core, metrics, network, processes, ssh
 
 
 def main() -> None:
@@ -23,6 +23,10 @@ def main() -> None:
     ssh_parser = sub.add_parser("ssh", help="exec round trip and scp through the SSH gateway")
     ssh_parser.add_argument("--runs", type=int, default=20)
     ssh_parser.add_argument("--file-mib", type=int, default=100)
+    network_parser = sub.add_parser("network", help="preview proxy beside direct HTTP")
+    network_parser.add_argument("--runs", type=int, default=500)
+    network_parser.add_argument("--seconds", type=float, default=5)
+    network_parser.add_argument("--connections", type=int, default=8)
     args = parser.parse_args()
     if args.suite == "core":
         core.run(runs=args.runs, file_mib=args.file_mib)
@@ -32,6 +36,8 @@ def main() -> None:
         processes.run(runs=args.runs, stream_mib=args.stream_mib, background=args.background)
     elif args.suite == "ssh":
         ssh.run(runs=args.runs, file_mib=args.file_mib)
+    elif args.suite == "network":
+        network.run(runs=args.runs, seconds=args.seconds, connections=args.connections)
 
 
 main()
