@@ -54,10 +54,12 @@ def create_app(
 ) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        events = asyncio.create_task(service.events.run())
-        await service.start()
+        # Listeners bind first: a port in use then stops the server before it starts
+        # (and warms) any sandbox.
         for listener in listeners:
             await listener.start()
+        events = asyncio.create_task(service.events.run())
+        await service.start()
         tasks = [
             asyncio.create_task(_every(supervisor_interval, service.supervise_once)),
             asyncio.create_task(_every(metrics_interval, _sample(service))),
