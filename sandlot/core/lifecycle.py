@@ -28,6 +28,7 @@ from sandlot.core import ids
 from sandlot.core.events import Event
 from sandlot.core.models import CreateSandbox, SandboxView
 from sandlot.core.patches import Patcher
+from sandlot.core.pool import plug
 from sandlot.core.quotas import SnapshotQuota, check_snapshot_quota
 from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
@@ -137,6 +138,7 @@ class Lifecycle:
                 if mode == CHECKPOINT:
                     if session is not None:
                         await session.quiesce()
+                    await self._unplug(sandbox_id)
                     await self.runtime.checkpoint(sandbox_id)
                 else:
                     if session is not None:
@@ -148,6 +150,7 @@ class Lifecycle:
                     await svc.reconnect(sandbox_id)
                     raise SandboxUnavailableError(f"could not pause {sandbox_id}: {exc}") from exc
                 log.warning("checkpoint of %s failed, freezing it instead: %s", sandbox_id, exc)
+                await self._plug(sandbox_id)
                 await self.runtime.freeze(sandbox_id)
                 self._record(
                     sandbox_id,
@@ -168,6 +171,7 @@ class Lifecycle:
             try:
                 if view.pause_mode == CHECKPOINT:
                     await self.runtime.restore(sandbox_id)
+                    await self._plug(sandbox_id)
                 else:
                     await self.runtime.thaw(sandbox_id)
                 await svc.reconnect(sandbox_id)
@@ -242,8 +246,10 @@ class Lifecycle:
                 log.info("sandbox %s stays paused (%s)", sandbox_id, view.pause_mode)
                 return True
             if host in (RuntimeStatus.RUNNING, RuntimeStatus.PAUSED):
-                # A checkpoint cut short leaves the processes where they were.
+                # A checkpoint cut short leaves the processes where they were (perhaps
+                # with their network already taken out for the dump).
                 await self.runtime.thaw(sandbox_id)
+                await self._plug(sandbox_id)
                 await svc.reconnect(sandbox_id, view)
                 self._resumed(view, "a pause was interrupted by a restart")
                 return True
@@ -293,6 +299,8 @@ class Lifecycle:
             try:
                 if session is not None:
                     await session.quiesce()
+                if with_memory:
+                    await self._unplug(sandbox_id)
                 size = await self.runtime.snapshot(sandbox_id, target, with_memory)
             except (BackendError, OSError) as exc:
                 self._drop_snapshot(snapshot_id)
@@ -301,6 +309,7 @@ class Lifecycle:
                 ) from exc
             finally:
                 if with_memory:
+                    await self._plug(sandbox_id)
                     await svc.reconnect(sandbox_id)
             with svc.db.session() as s:
                 row = s.get(SnapshotRow, snapshot_id)
@@ -492,6 +501,16 @@ class Lifecycle:
                 )
             s.expunge(row)
             return row
+
+    async def _unplug(self, sandbox_id: str) -> None:
+        """CRIU dumps the sandbox's own network namespace but not a veth into the host's:
+        the interface goes out for the dump and comes back (`_plug`) afterwards, so a
+        memory snapshot resets the sandbox's open connections to the outside."""
+        if self.service.network is not None:
+            await self.service.network.unplug(sandbox_id)
+
+    async def _plug(self, sandbox_id: str) -> None:
+        await plug(self.runtime, self.service.network, sandbox_id)
 
     def _record(self, sandbox_id: str, **changes: Any) -> None:
         """Columns that change without a transition."""

@@ -24,7 +24,7 @@ from sandlot.core.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_V
 from sandlot.core.session import SandboxSession
 from sandlot.network.manager import NetworkManager
 from sandlot.network.policy import NetworkPolicy
-from sandlot.runtime.base import Runtime
+from sandlot.runtime.base import BackendError, Runtime
 from sandlot.runtime.spec import Resources, SandboxSpec
 from sandlot.templates.store import Template, TemplateStore
 
@@ -72,14 +72,25 @@ async def start_sandbox(
     try:
         if network is not None:
             made = await network.prepare(spec.sandbox_id, policy or NetworkPolicy())
-            spec = dataclasses.replace(spec, netns=made.netns, nameserver=made.nameserver)
+            spec = dataclasses.replace(spec, nameserver=made.nameserver)
         await runtime.create(spec, snapshot=snapshot)
+        await plug(runtime, network, spec.sandbox_id)
         return await connect(runtime.agent_endpoint(spec.sandbox_id), connect_timeout)
     except BaseException:
         await runtime.destroy(spec.sandbox_id)
         if network is not None:
             await network.release(spec.sandbox_id)
         raise
+
+
+async def plug(runtime: Runtime, network: NetworkManager | None, sandbox_id: str) -> None:
+    """Give a sandbox that has just started (or been restored) its network interface."""
+    if network is None:
+        return
+    pid = runtime.init_pid(sandbox_id)
+    if pid is None:
+        raise BackendError(f"sandbox {sandbox_id} has no init process to give a network")
+    await network.plug(sandbox_id, pid)
 
 
 class WarmPool:

@@ -8,6 +8,7 @@ sandbox is gone is settled on the next start, never left half-way.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import tempfile
 import time
@@ -32,7 +33,7 @@ from sandlot.core.models import (
     StartProcess,
 )
 from sandlot.core.passwords import hash_password
-from sandlot.core.pool import Connector, WarmPool, start_sandbox, template_spec
+from sandlot.core.pool import Connector, WarmPool, plug, start_sandbox, template_spec
 from sandlot.core.previews import Auth, Exposure, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
@@ -47,7 +48,7 @@ from sandlot.errors import (
 )
 from sandlot.network.manager import NetworkManager
 from sandlot.network.policy import NetworkPolicy
-from sandlot.runtime.base import BackendError, Runtime, RuntimeStatus
+from sandlot.runtime.base import Runtime, RuntimeStatus
 from sandlot.runtime.spec import Resources
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
@@ -477,6 +478,9 @@ class SandboxService:
         Running sandboxes are adopted (their agent reconnected); rows whose sandbox
         vanished become `error`; host leftovers with no live row are removed.
         """
+        # Networks first: settling an interrupted pause gives the sandbox its interface
+        # back, which needs its address and rules known again.
+        await self._reconcile_networks()
         on_host = {r.sandbox_id: r.status for r in await self.runtime.list()}
         with self.db.session() as s:
             live = [SandboxView.of(r) for r in sandbox_rows.live(s)]
@@ -486,8 +490,8 @@ class SandboxService:
             try:
                 if await self.lifecycle.settle(view, host_status):
                     continue
-            except (SandlotError, BackendError, OSError) as exc:
-                log.warning("sandbox %s could not be settled: %s", sandbox_id, exc)
+            except Exception:  # one sandbox must not keep the server from starting
+                log.exception("sandbox %s could not be settled", sandbox_id)
             if status is SandboxStatus.RUNNING and host_status is RuntimeStatus.RUNNING:
                 try:
                     await self._reconnect(view)
@@ -512,7 +516,6 @@ class SandboxService:
         for leftover in on_host:
             log.info("removing leftover sandbox %s", leftover)
             await self.runtime.destroy(leftover)
-        await self._reconcile_networks()
 
     async def _reconcile_networks(self) -> None:
         """Re-apply the rules of every sandbox still live (the resolver may listen on
@@ -669,7 +672,11 @@ class SandboxService:
             cpus = row.cpus
         await self.runtime.destroy(view.id)
         spec = template_spec(template, view.id, view.resources, cpus)
+        if self.network is not None:  # the sandbox keeps its address and rules
+            await self.network.unplug(view.id)
+            spec = dataclasses.replace(spec, nameserver=str(self.network.gateway.ip))
         await self.runtime.create(spec, snapshot=snapshot)
+        await plug(self.runtime, self.network, view.id)
         await self._reconnect(view)
 
     async def _reconnect(self, view: SandboxView) -> Live:

@@ -1,8 +1,9 @@
 """NetworkManager: the one object core talks to about a sandbox's network.
 
-It owns the order of things: lease an address, make the namespace with the veth, write
-the firewall table, and undo the same in reverse, idempotently, so release after a
-half-made network (or after a crash) leaves nothing.
+It owns the order of things: lease an address and write the firewall table before the
+sandbox starts, give its namespace a veth once it runs (and again after a restore), and
+undo the same in reverse, idempotently, so release after a half-made network (or after
+a crash) leaves nothing.
 """
 
 from __future__ import annotations
@@ -96,21 +97,41 @@ class NetworkManager:
     # ---- per sandbox ---------------------------------------------------------------
 
     async def prepare(self, sandbox_id: str, policy: NetworkPolicy) -> SandboxNetwork:
-        """Namespace, veth, address and rules; on failure nothing is left behind."""
+        """Address and rules, before the sandbox starts; `plug` gives it its interface
+        once it runs. On failure nothing is left behind."""
         address = self.addresses.lease(sandbox_id)
         self._attach(sandbox_id, address, policy)
-        path = self.netns_path(sandbox_id)
         try:
-            await asyncio.to_thread(self._make_links, sandbox_id, path, address)
             await self._write_rules(sandbox_id)
         except BaseException:
             await self.release(sandbox_id, str(address.ip))
             raise
-        return SandboxNetwork(path, str(address.ip), str(self.gateway.ip))
+        return SandboxNetwork(self.netns_path(sandbox_id), str(address.ip), str(self.gateway.ip))
 
-    def _make_links(self, sandbox_id: str, path: Path, address: ipaddress.IPv4Interface) -> None:
+    async def plug(self, sandbox_id: str, pid: int) -> None:
+        """Give the running sandbox (its init is `pid`) its veth, address and route.
+
+        The namespace is the one the sandbox's runtime made, so it belongs to the
+        sandbox's user namespace: CRIU can checkpoint it, and the sandbox can mount its
+        own sysfs. A restored sandbox has a new one, so this is done again after every
+        restore; the namespace is pinned at `netns_path` for the host's own use.
+        """
+        attached = self._attached[sandbox_id]
+        path = self.netns_path(sandbox_id)
+        await asyncio.to_thread(self._make_links, sandbox_id, path, attached.address, pid)
+
+    async def unplug(self, sandbox_id: str) -> None:
+        """Take the veth out before a checkpoint (CRIU cannot dump a veth whose peer is
+        outside the sandbox); the address, policy and rules stay. Idempotent."""
+        await asyncio.to_thread(links.delete_link, links.host_ifname(sandbox_id))
+        await asyncio.to_thread(netns.remove, self.netns_path(sandbox_id))
+
+    def _make_links(
+        self, sandbox_id: str, path: Path, address: ipaddress.IPv4Interface, pid: int
+    ) -> None:
         veth = links.Veth(links.host_ifname(sandbox_id), self._alias(sandbox_id))
-        netns.create(path, lambda: None)
+        links.delete_link(veth.host_name)
+        netns.pin(path, pid)
         links.add_veth(veth, path, self.config.bridge)
         netns.run_inside(path, partial(links.configure_inside, address, self.gateway.ip))
 

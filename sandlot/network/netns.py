@@ -1,9 +1,8 @@
-"""Persistent network namespaces: a namespace kept alive by a bind mount of its nsfs file.
-
-A persistent namespace outlives the processes inside it, so a sandbox checkpointed and
-restored (or adopted by a restarted server) keeps its interfaces and address. The files
-live in /run/netns, which is made a shared mount like `ip netns` does, so an unmount
-here propagates into mount namespaces that copied it.
+"""Pinned network namespaces: a sandbox's namespace kept at a path by a bind mount of its
+nsfs file, so the host can enter it (to set up its interface) by name rather than by a
+pid that changes with every restore. The files live in /run/netns, which is made a
+shared mount like `ip netns` does, so an unmount here propagates into mount namespaces
+that copied it.
 
 Entering a namespace changes only the calling thread, so work inside one runs on a
 thread of its own that is thrown away afterwards: a thread that failed to come back can
@@ -12,7 +11,6 @@ never serve other work in the wrong namespace.
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import os
 import threading
@@ -70,28 +68,17 @@ def _on_fresh_thread(work: Callable[[], T]) -> T:
     return result[0]
 
 
-def create(path: Path, configure: Callable[[], None]) -> None:
-    """Make a new namespace pinned at `path` and run `configure` inside it."""
-
-    def work() -> None:
-        _ensure_shared_dir()
-        path.touch(mode=0o444)
-        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        try:
-            _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
-            try:
-                source = b"/proc/thread-self/ns/net"
-                _check(_libc.mount(source, str(path).encode(), None, MS_BIND, None), "pin netns")
-                configure()
-            finally:
-                _check(_libc.setns(home, CLONE_NEWNET), "return to the host namespace")
-        finally:
-            os.close(home)
-
+def pin(path: Path, pid: int) -> None:
+    """Pin the namespace process `pid` lives in at `path` (replacing what was pinned
+    there): how the host keeps a handle on a namespace the sandbox's runtime made."""
+    _ensure_shared_dir()
+    remove(path)
+    path.touch(mode=0o444)
+    source = f"/proc/{pid}/ns/net".encode()
     try:
-        _on_fresh_thread(work)
+        _check(_libc.mount(source, str(path).encode(), None, MS_BIND, None), "pin netns")
     except BaseException:
-        remove(path)
+        path.unlink(missing_ok=True)
         raise
 
 
@@ -113,7 +100,3 @@ def remove(path: Path) -> None:
     """Unpin and delete; the namespace goes once nothing else holds it. Idempotent."""
     _libc.umount2(str(path).encode(), MNT_DETACH)
     path.unlink(missing_ok=True)
-
-
-async def create_async(path: Path, configure: Callable[[], None]) -> None:
-    await asyncio.to_thread(create, path, configure)

@@ -73,6 +73,9 @@ class Runtime(Protocol):
     async def list(self) -> list[RuntimeSandbox]:
         """Sandboxes the backend still runs or holds leftovers of, by id."""
 
+    def init_pid(self, sandbox_id: str) -> int | None:
+        """The host pid of the sandbox's first process, whose namespaces are its own."""
+
     def agent_endpoint(self, sandbox_id: str) -> Path:
         """The unix socket the sandbox's agent listens on, as seen from the host."""
 

@@ -99,31 +99,6 @@ def identity_files(sandbox_id: str, nameserver: str | None = None) -> dict[str, 
     return files
 
 
-def namespaces(spec: SandboxSpec) -> list[dict[str, str]]:
-    """Fresh namespaces of every kind, except the network one when the spec names it."""
-    fresh = [{"type": ns} for ns in ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")]
-    if spec.netns is None:
-        return fresh
-    return [
-        {"type": "network", "path": str(spec.netns)} if ns["type"] == "network" else ns
-        for ns in fresh
-    ]
-
-
-def sys_mount(spec: SandboxSpec) -> dict[str, Any]:
-    """A fresh sysfs, unless the sandbox joins a network namespace the host made.
-
-    Mounting sysfs needs CAP_SYS_ADMIN over the network namespace's owner, and a
-    namespace made by the host belongs to the host's user namespace, not the sandbox's.
-    Then the host's /sys is bound read-only instead, its cgroup tree masked (oci_config),
-    at the cost of showing the host's devices and interface names.
-    """
-    options = ["nosuid", "noexec", "nodev", "ro"]
-    if spec.netns is None:
-        return {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": options}
-    return {"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", *options]}
-
-
 def oci_config(
     spec: SandboxSpec, *, agent_dir: Path, run_dir: Path, etc_dir: Path, cgroup: str
 ) -> dict[str, Any]:
@@ -173,7 +148,12 @@ def oci_config(
                 "source": "mqueue",
                 "options": ["nosuid", "noexec", "nodev"],
             },
-            sys_mount(spec),
+            {
+                "destination": "/sys",
+                "type": "sysfs",
+                "source": "sysfs",
+                "options": ["nosuid", "noexec", "nodev", "ro"],
+            },
             {
                 "destination": "/tmp",
                 "type": "tmpfs",
@@ -206,16 +186,16 @@ def oci_config(
         "linux": {
             "uidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],
             "gidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],
-            "namespaces": namespaces(spec),
+            "namespaces": [
+                {"type": ns} for ns in ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")
+            ],
             "cgroupsPath": cgroup,
             "resources": {
                 "devices": [{"allow": False, "access": "rwm"}],
                 **cgroup_resources(res, spec.cpus),
             },
             "seccomp": seccomp_profile(),
-            "maskedPaths": MASKED_PATHS
-            if spec.netns is None
-            else [*MASKED_PATHS, "/sys/fs/cgroup"],
+            "maskedPaths": MASKED_PATHS,
             "readonlyPaths": READONLY_PATHS,
         },
     }

@@ -336,13 +336,19 @@ class OciRuntime:
     def _criu_work(self, sandbox_id: str) -> Path:
         return _fresh_dir(self.bundle_dir(sandbox_id) / "criu")
 
+    def init_pid(self, sandbox_id: str) -> int | None:
+        """The host pid of the sandbox's init (its agent), as runc last wrote it."""
+        try:
+            return int((self.bundle_dir(sandbox_id) / "init.pid").read_text())
+        except (OSError, ValueError):
+            return None
+
     def _wake_agent(self, sandbox_id: str) -> None:
         """SIGUSR1 tells a quiesced agent to listen again."""
-        try:
-            pid = int((self.bundle_dir(sandbox_id) / "init.pid").read_text())
-            os.kill(pid, signal.SIGUSR1)
-        except (OSError, ValueError):
-            pass  # not running: nothing to wake
+        pid = self.init_pid(sandbox_id)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
 
     def _runc_argv(self) -> list[str]:
         argv = [self.binary, "--root", str(self.state_root)]
@@ -433,10 +439,12 @@ class OciRuntime:
 
     def _net_counters(self, sandbox_id: str) -> tuple[int, int]:
         """Bytes received and sent on the sandbox's interfaces, loopback excluded."""
+        pid = self.init_pid(sandbox_id)
+        if pid is None:
+            return 0, 0
         try:
-            pid = int((self.bundle_dir(sandbox_id) / "init.pid").read_text())
             lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]
-        except (OSError, ValueError):
+        except OSError:
             return 0, 0
         rx = tx = 0
         for line in lines:

@@ -29,8 +29,6 @@ class SandboxSpec:
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/root"
     cpus: str | None = None  # cpuset, e.g. "0-1"; None lets the kernel place it
-    netns: Path | None = None
-    """A network namespace to join; None gives the sandbox a fresh one with loopback only."""
     nameserver: str | None = None
     """The resolver written to /etc/resolv.conf; None keeps the template's."""
 
