@@ -371,6 +371,8 @@ class Lifecycle:
             return [SnapshotView.of(r) for r in rows if r.status == "ready"]
 
     def get_snapshot(self, org_id: str, ref: str, sandbox_id: str | None = None) -> SnapshotView:
+        if sandbox_id is not None:
+            self.service.get(org_id, sandbox_id)  # another organisation's: SANDBOX_NOT_FOUND
         with self.service.db.session() as s:
             row = snapshot_rows.find(s, org_id, ref, sandbox_id)
             if row is None:

@@ -19,6 +19,13 @@ SAMPLE_BODIES: dict[str, Any] = {
     "/files/replace": {"path": "/etc/hostname", "old": "a", "new": "b"},
     "/signal": {"signal": "SIGTERM"},
     "/resize": {"cols": 80, "rows": 24},
+    "/timeout": {"timeout": 60},
+    "/rollback": {"snapshot": "any"},
+    "/branch": {"snapshot": "any"},
+    "/snapshots": {"name": "probe"},
+    "/patches": {"script": "true"},
+    "/network": {},
+    "/ports": {"port": 3000},
 }
 
 
@@ -43,8 +50,12 @@ def test_every_sandbox_route_hides_other_organisations(
         handle = victim.commands.run("sleep 60", background=True)
         checked = []
         for method, path in routes:
-            url = server.url + path.replace("{sandbox_id}", victim.id).replace(
-                "{process_id}", handle.id
+            url = server.url + (
+                path.replace("{sandbox_id}", victim.id)
+                .replace("{process_id}", handle.id)
+                .replace("{ref}", "any")
+                .replace("{patch_id}", "any")
+                .replace("{port}", "3000")
             )
             r = httpx.request(
                 method,
