@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +25,9 @@ class AddressPool:
         self.owner_key = owner_key
         self.gateway = ipaddress.IPv4Interface(f"{network[1]}/{network.prefixlen}")
         self._hosts = list(network.hosts())[1:]  # the first belongs to the bridge
-        self._next = 0
+        # Servers sharing the pool start at different places, so an address one of them
+        # just released is seldom the next another hands out.
+        self._next = secrets.randbelow(len(self._hosts))
         LEASE_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
 
     def lease(self, sandbox_id: str) -> ipaddress.IPv4Interface:

@@ -104,6 +104,21 @@ def delete_link(name: str) -> None:
                 raise
 
 
+def forget_neighbour(bridge: str, address: str) -> None:
+    """Drop the host's ARP entry for a released address. The next sandbox to lease it
+    has another MAC, and Linux ignores a new MAC for an entry updated within the last
+    second (`locktime`): replies would go to the old one until the entry went stale."""
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=bridge)
+        if not found:
+            return
+        try:
+            ipr.neigh("del", dst=address, ifindex=found[0])
+        except NetlinkError as exc:
+            if exc.code not in (ENOENT, 19):
+                raise
+
+
 def aliased_links(prefix: str) -> Iterator[tuple[str, str]]:
     """(name, alias) of host links whose alias starts with `prefix`."""
     with IPRoute() as ipr:

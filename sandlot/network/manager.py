@@ -160,6 +160,7 @@ class NetworkManager:
         await asyncio.to_thread(links.delete_link, links.host_ifname(sandbox_id))
         await asyncio.to_thread(netns.remove, self.netns_path(sandbox_id))
         if address is not None:
+            await asyncio.to_thread(links.forget_neighbour, self.config.bridge, address)
             self.addresses.release(address)
 
     def address_of(self, sandbox_id: str) -> str | None:
