@@ -7,6 +7,7 @@ own leftovers after a crash without touching another server's on the same host.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -61,8 +62,18 @@ def ensure_bridge(name: str, gateway: ipaddress.IPv4Interface) -> None:
             except NetlinkError as exc:
                 if exc.code != EEXIST:
                     raise
+        if Path(f"/sys/class/net/{name}/addr_assign_type").read_text().strip() != "3":
+            ipr.link("set", index=index, address=bridge_mac(name))
         ipr.link("set", index=index, state="up")
     Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+
+
+def bridge_mac(name: str) -> str:
+    """A fixed, locally administered MAC for the bridge. Left unset, a bridge takes the
+    lowest MAC of its ports and changes it as veths come and go, and sandboxes holding
+    the gateway's old MAC in their ARP cache lose their traffic until it expires."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return ":".join(f"{b:02x}" for b in (0x02, *digest[:5]))
 
 
 def configure_inside(address: ipaddress.IPv4Interface, gateway: ipaddress.IPv4Address) -> None:
