@@ -212,6 +212,7 @@ class Agent:
         self._connections: set[asyncio.Task[Any]] = set()
         self._shell: str | None = None
         self._server: asyncio.AbstractServer | None = None
+        self._relistening = asyncio.Lock()
 
     @property
     def shell(self) -> str:
@@ -254,8 +255,12 @@ class Agent:
             os.unlink(self.socket_path)
 
     async def _relisten(self) -> None:
-        if self._server is None:
-            self._server = await self._listen()
+        # Wake-ups come in pairs (a snapshot thaws, then ends) and both can be read at
+        # once: a second listener would take the socket's path from the first and
+        # leave it open, where the next checkpoint dumps a socket it cannot restore.
+        async with self._relistening:
+            if self._server is None:
+                self._server = await self._listen()
 
     async def _listen(self) -> asyncio.AbstractServer:
         path = self.socket_path

@@ -28,6 +28,7 @@ from sandlot.agent.protocol import (
     encode_frame,
     read_frame,
 )
+from sandlot.agent.server import Agent
 from sandlot.errors import (
     FileExistsInSandboxError,
     FileNotFoundInSandboxError,
@@ -647,3 +648,35 @@ async def test_sigterm_stops_the_agent_and_its_processes(own_agent: RunningAgent
     assert not own_agent.socket.exists()
     await eventually(lambda: process_state(proc.pid) in (None, "Z"))
     await client.close()
+
+
+def listening_sockets() -> int:
+    """How many listening unix sockets this process holds open."""
+    listening = {
+        fields[6]
+        for fields in map(str.split, Path("/proc/net/unix").read_text().splitlines()[1:])
+        if fields[3] == "00010000"
+    }
+    links = [os.readlink(fd) for fd in Path("/proc/self/fd").iterdir() if fd.is_symlink()]
+    held = {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
+    return len(held & listening)
+
+
+@pytest.mark.asyncio
+async def test_wake_ups_handled_together_open_one_listener(tmp_path: Path) -> None:
+    # A snapshot's thaw and its end each wake a quiesced agent, and both signals can be
+    # handled in one turn of its loop. A second listener would take the socket's path
+    # from the first and leave that one open; the next checkpoint would then dump a
+    # socket bound to a deleted path, which cannot be restored.
+    socket = Path(tempfile.mkdtemp(prefix="sandlot-agent-")) / "agent.sock"
+    agent = Agent(str(socket), str(tmp_path))
+    before = listening_sockets()
+    try:
+        await asyncio.gather(agent._relisten(), agent._relisten())
+        assert listening_sockets() == before + 1
+        client = await AgentClient.connect(socket)
+        assert (await client.ping())["pid"] == os.getpid()
+        await client.close()
+    finally:
+        agent._stop_serving()
+        shutil.rmtree(socket.parent, ignore_errors=True)
