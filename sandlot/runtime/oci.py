@@ -69,6 +69,8 @@ def state_root_for(data_dir: Path, binary: str = "runc") -> Path:
 class OciRuntime:
     name = "oci"
     uid_offset = USERNS_HOST_BASE
+    checkpoint_marker = "inventory.img"
+    """The file a complete dump leaves in the checkpoint directory."""
 
     def __init__(self, data_dir: Path, binary: str = "runc", criu: str | None = None) -> None:
         self.binary = binary
@@ -214,9 +216,7 @@ class OciRuntime:
         # The container's init inherits runc's stdio: hand it /dev/null, never a pipe we
         # would wait on, and nothing on the host it could keep open.
         proc = await asyncio.create_subprocess_exec(
-            self.binary,
-            "--root",
-            str(self.state_root),
+            *self._runc_argv(),
             "--log",
             str(bundle / "runc.log"),
             "run",
@@ -391,7 +391,7 @@ class OciRuntime:
 
     def _checkpointed(self, sandbox_id: str) -> bool:
         """Dumped to disk with its bundle still in place, ready to restore."""
-        return (self.checkpoint_dir(sandbox_id) / "inventory.img").exists() and (
+        return (self.checkpoint_dir(sandbox_id) / self.checkpoint_marker).exists() and (
             self.bundle_dir(sandbox_id) / "config.json"
         ).exists()
 
