@@ -3,13 +3,15 @@ egress options of `sandbox create`."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
 from sandlot.cli.connection import ApiKey, ApiUrl, Json, open_client
 from sandlot.cli.output import print_json, reporting_errors
-from sandlot.sdk import Port
+
+if TYPE_CHECKING:
+    from sandlot.sdk import Port
 
 PortArg = Annotated[int, typer.Argument(help="A port the sandbox listens on.", min=1, max=65535)]
 SandboxArg = Annotated[str, typer.Argument(help="The sandbox.")]
