@@ -247,6 +247,17 @@ def test_preview_urls_public_token_and_automatic_ports(
         assert sbx.ports.list() == []
 
 
+def test_a_preview_request_wakes_a_paused_sandbox(
+    net_client: Sandlot, net_server: ServerProcess
+) -> None:
+    with Sandbox.create(client=net_client) as sbx:
+        serve_http(sbx, 8000)
+        assert sbx.pause().status == "paused"
+        r = preview(net_server, sbx.id, 8000, "/hostname", timeout=60)
+        assert r.status_code == 200 and r.text.strip() == sbx.id
+        assert sbx.refresh().status == "running"
+
+
 def test_websocket_through_the_preview_proxy(
     net_client: Sandlot, net_server: ServerProcess
 ) -> None:
