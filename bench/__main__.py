@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core, metrics, network, processes, ssh
+from bench import core, lifecycle, metrics, network, processes, ssh
 
 
 def main() -> None:
@@ -27,6 +27,10 @@ def main() -> None:
     network_parser.add_argument("--runs", type=int, default=500)
     network_parser.add_argument("--seconds", type=float, default=5)
     network_parser.add_argument("--connections", type=int, default=8)
+    lifecycle_parser = sub.add_parser(
+        "lifecycle", help="pause, resume, memory snapshots and branches beside bare CRIU"
+    )
+    lifecycle_parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     if args.suite == "core":
         core.run(runs=args.runs, file_mib=args.file_mib)
@@ -34,6 +38,8 @@ def main() -> None:
         metrics.run(sandboxes=args.sandboxes, seconds=args.seconds)
     elif args.suite == "processes":
         processes.run(runs=args.runs, stream_mib=args.stream_mib, background=args.background)
+    elif args.suite == "lifecycle":
+        lifecycle.run(runs=args.runs)
     elif args.suite == "ssh":
         ssh.run(runs=args.runs, file_mib=args.file_mib)
     elif args.suite == "network":

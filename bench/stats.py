@@ -18,12 +18,25 @@ def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), percentile(samples, 99)
 
 
-def print_row(name: str, ours: list[float], baseline: list[float], baseline_name: str) -> None:
-    p50, p99 = summary(ours)
-    b50, b99 = summary(baseline)
+def print_row(
+    name: str,
+    ours: list[float],
+    baseline: list[float],
+    baseline_name: str,
+    tail: int | None = 99,
+) -> None:
+    """`tail` None leaves the tail percentile out, for runs too few to have one."""
+
+    def column(samples: list[float], width: int) -> str:
+        text = f"p50 {statistics.median(samples):{width}.2f} ms"
+        if tail is None:
+            return text
+        return f"{text}  p{tail} {percentile(samples, tail):{width}.2f} ms"
+
+    ratio = statistics.median(ours) / statistics.median(baseline)
     print(
-        f"{name:<34} p50 {p50:8.2f} ms  p99 {p99:8.2f} ms | {baseline_name:<26} "
-        f"p50 {b50:7.2f} ms  p99 {b99:7.2f} ms | ratio p50 {p50 / b50:5.2f}x"
+        f"{name:<34} {column(ours, 8)} | {baseline_name:<26} {column(baseline, 7)}"
+        f" | ratio p50 {ratio:5.2f}x"
     )
 
 
