@@ -131,6 +131,7 @@ class NetworkManager:
     ) -> None:
         veth = links.Veth(links.host_ifname(sandbox_id), self._alias(sandbox_id))
         links.delete_link(veth.host_name)
+        links.forget_neighbour(self.config.bridge, str(address.ip))  # a new veth, a new MAC
         netns.pin(path, pid)
         links.add_veth(veth, path, self.config.bridge)
         netns.run_inside(path, partial(links.configure_inside, address, self.gateway.ip))
