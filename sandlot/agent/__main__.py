@@ -13,6 +13,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workdir",
         help="where relative paths and commands start (default: /root if it exists, else /)",
     )
+    parser.add_argument("--syslog", help="serve a syslog socket at this path (e.g. /dev/log)")
     options = parser.parse_args(argv)
     # The agent never speaks TLS. asyncio makes ssl optional, and not loading it (and
     # libssl) saves a tenth of the start-up that every sandbox creation waits for.
@@ -25,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING, stream=sys.stderr, format="sandlot-agent: %(levelname)s %(message)s"
     )
-    return asyncio.run(Agent(options.socket, options.workdir).run())
+    return asyncio.run(Agent(options.socket, options.workdir, options.syslog).run())
 
 
 if __name__ == "__main__":

@@ -37,6 +37,25 @@ async def quiesce(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[st
     return await agent.quiesce()
 
 
+async def follow_log(agent: Agent, stream: Stream, args: dict[str, Any]) -> None:
+    """Send the system log as `log` events ({"lines", "missed"}) from the first line no
+    follower was handed yet, then each new line, until the client cancels. `missed`
+    counts lines the ring pushed out before anyone took them.
+    """
+    ring = agent.logs
+    after = ring.delivered
+    while True:
+        lines, missed = ring.after(after)
+        if not lines:
+            await ring.wait_after(after)
+            continue
+        stream.event("log", lines=lines, missed=missed)
+        # Handed over once queued: a connection that closes now still flushes it.
+        after = lines[-1]["seq"]
+        ring.delivered = max(ring.delivered, after)
+        await stream.drain()
+
+
 # -- processes ----------------------------------------------------------------------
 
 

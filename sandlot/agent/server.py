@@ -40,6 +40,7 @@ from .protocol import (
     read_frame,
 )
 from .reaper import Reaper
+from .syslog import LogRing, SyslogSocket
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ HANDLERS: dict[str, Handler] = {
     "replace": handlers.replace,
     "connect": tcp.connect,
     "quiesce": handlers.quiesce,
+    "follow_log": handlers.follow_log,
 }
 
 
@@ -202,7 +204,9 @@ class Connection:
 
 
 class Agent:
-    def __init__(self, socket_path: str, workdir: str | None = None) -> None:
+    def __init__(
+        self, socket_path: str, workdir: str | None = None, syslog_path: str | None = None
+    ) -> None:
         self.socket_path = socket_path
         self.workdir = workdir or default_workdir()
         self.started = time.monotonic()
@@ -213,6 +217,8 @@ class Agent:
         self._shell: str | None = None
         self._server: asyncio.AbstractServer | None = None
         self._relistening = asyncio.Lock()
+        self.logs = LogRing()
+        self._syslog = SyslogSocket(syslog_path, self.logs) if syslog_path else None
 
     @property
     def shell(self) -> str:
@@ -229,9 +235,16 @@ class Agent:
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self._relisten()))
         self._server = await self._listen()
+        if self._syslog is not None:
+            try:
+                self._syslog.open()
+            except OSError as exc:
+                log.warning("no system log: cannot bind %s: %s", self._syslog.path, exc)
         try:
             await stop.wait()
         finally:
+            if self._syslog is not None:
+                self._syslog.close()
             self._stop_serving()
             self.processes.kill_all()
         return 0

@@ -132,6 +132,15 @@ class OutputTail:
         return b"".join(self.chunks)
 
 
+@dataclass(frozen=True)
+class LogBatch:
+    """System log lines as the agent keeps them (`seq`, `at` in Unix seconds, `severity`,
+    `facility`, `tag`, `line`), and how many lines before them were lost."""
+
+    lines: list[dict[str, Any]]
+    missed: int
+
+
 class _Stream:
     def __init__(self, sid: int) -> None:
         self.sid = sid
@@ -564,6 +573,12 @@ class AgentClient:
         """The file's content in chunks; a missing file raises before the first chunk."""
         return self._read_file(path)
 
+    def follow_log(self) -> AsyncIterator[LogBatch]:
+        """The sandbox's system log, from the first line no earlier follower took, in
+        batches, until the connection drops (SandboxUnavailableError) or the caller stops
+        iterating."""
+        return self._follow_log()
+
     async def write_file(
         self,
         path: str,
@@ -623,6 +638,20 @@ class AgentClient:
                     self._consumed(stream, len(frame.payload))
                 elif frame.type == RESPONSE:
                     return
+        finally:
+            self._abandon(stream)
+
+    async def _follow_log(self) -> AsyncIterator[LogBatch]:
+        stream = self._open("follow_log", {})
+        try:
+            while True:
+                frame = await self._next(stream)
+                lines, missed = frame.header.get("lines"), frame.header.get("missed", 0)
+                if frame.type == RESPONSE:
+                    return
+                if frame.header.get("event") != "log" or not isinstance(lines, list):
+                    raise InternalError(f"agent sent an unexpected {frame.type} in the log")
+                yield LogBatch(lines, missed if _is_int(missed) else 0)
         finally:
             self._abandon(stream)
 

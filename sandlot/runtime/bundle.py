@@ -21,6 +21,7 @@ USERNS_SIZE = 65536
 
 AGENT_MOUNT = "/.sandlot/agent"
 RUN_MOUNT = "/.sandlot/run"
+SYSLOG_SOCKET = "/dev/log"
 AGENT_SOCKET = f"{RUN_MOUNT}/agent.sock"
 
 CAPABILITIES = [
@@ -66,8 +67,10 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def agent_args() -> list[str]:
-    """The stdlib-only agent, run by the sandbox's own python3 without user site-packages."""
-    return ["python3", "-E", "-s", "-S", "-B", "-m", "agent", "--socket", AGENT_SOCKET]
+    """The stdlib-only agent, run by the sandbox's own python3 without user site-packages;
+    it also serves the sandbox's syslog socket."""
+    agent = ["python3", "-E", "-s", "-S", "-B", "-m", "agent", "--socket", AGENT_SOCKET]
+    return [*agent, "--syslog", SYSLOG_SOCKET]
 
 
 def cgroup_resources(res: Resources, cpus: str | None) -> dict[str, Any]:
