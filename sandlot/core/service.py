@@ -24,6 +24,7 @@ from sandlot.core import ids
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
 from sandlot.core.lifecycle import Lifecycle
+from sandlot.core.logs import LogFollowers
 from sandlot.core.metrics import MetricsSampler, Sampled
 from sandlot.core.models import (
     CommandOutcome,
@@ -106,6 +107,7 @@ class SandboxService:
         self.runtime = runtime
         self.templates = templates
         self.events = events
+        self.logs = LogFollowers(events)
         self.capacity = capacity
         self._connect = connect
         self._agent_connect_timeout = agent_connect_timeout
@@ -171,6 +173,7 @@ class SandboxService:
                 f"sandbox {sandbox_id} failed to start: {exc}", details={"sandboxId": sandbox_id}
             ) from exc
         self._live[sandbox_id] = Live(org_id, request.env, session)
+        self.logs.follow(sandbox_id, org_id, session)
         self.last_activity[sandbox_id] = time.monotonic()
         return self._set_status(
             sandbox_id,
@@ -560,6 +563,7 @@ class SandboxService:
         for live in self._live.values():
             await live.session.close()
         self._live.clear()
+        await self.logs.close()
         if self.network is not None:
             await self.network.close()
         await self.runtime.close()
@@ -684,6 +688,7 @@ class SandboxService:
             self.runtime.agent_endpoint(view.id), self._agent_connect_timeout
         )
         live = self._live[view.id] = Live(view.org_id, view.env, session)
+        self.logs.follow(view.id, view.org_id, session)
         return live
 
     async def _forget(self, sandbox_id: str) -> None:

@@ -63,6 +63,16 @@ class TcpConnectionLike(Protocol):
     async def close(self) -> None: ...
 
 
+class LogBatchLike(Protocol):
+    """System log lines from the agent (`seq`, `at`, `severity`, `facility`, `tag`,
+    `line`), and how many lines before them the agent's ring lost."""
+
+    @property
+    def lines(self) -> list[dict[str, Any]]: ...
+    @property
+    def missed(self) -> int: ...
+
+
 class SandboxSession(Protocol):
     @property
     def closed(self) -> bool: ...
@@ -78,6 +88,8 @@ class SandboxSession(Protocol):
     ) -> ExecResultLike: ...
 
     def read_file(self, path: str) -> AsyncIterator[bytes]: ...
+
+    def follow_log(self) -> AsyncIterator[LogBatchLike]: ...
 
     async def write_file(
         self, path: str, chunks: AsyncIterable[bytes] | bytes, *, mode: int | None = None
