@@ -32,7 +32,7 @@ def events(
         typer.Option(
             "--type",
             "-t",
-            help="status, metrics, exec.completed, file.created, cost.runtime; repeatable.",
+            help="status, metrics, log, exec.completed, file.created, cost.runtime; repeatable.",
             show_default="all",
         ),
     ] = None,
@@ -93,6 +93,9 @@ def event_summary(event: Event) -> str:
         return f"{data.get('path')}" + (
             f" ({human_bytes(size)})" if isinstance(size, int | float) else ""
         )
+    if event.type == "log":
+        tag = data.get("tag")
+        return f"{data.get('severity')} {tag + ': ' if tag else ''}{data.get('line')}"
     if event.type == "cost.runtime":
         return (
             f"runtime {_number(data.get('runtimeSeconds'))} s, "

@@ -172,8 +172,8 @@ FINAL_STATUSES: frozenset[str] = frozenset({"terminated", "error"})
 
 class Event(_Model):
     """Something that happened to a sandbox (or, with `sandbox_id` None, to the
-    organisation). `type` is "status", "metrics", "exec.completed", "file.created",
-    "cost.runtime" or a newer kind; `data` is the type's payload as the API sends it
+    organisation). `type` is "status", "metrics", "log", "exec.completed",
+    "file.created", "cost.runtime" or a newer kind; `data` is the type's payload as the API sends it
     (camelCase keys). Persisted events have an increasing `id`; metrics have none."""
 
     id: int | None = None

@@ -319,7 +319,9 @@ class Sandbox(_SandboxBase[SyncTransport]):
 
     def on(self, event_type: str, callback: EventCallback) -> None:
         """Call `callback(event)` for each event of `event_type` ("status", "metrics",
-        "exec.completed", "file.created", … or "*" for all) of this sandbox.
+        "log", "exec.completed", "file.created", … or "*" for all) of this sandbox.
+        A "log" event is one line of the sandbox's system log (what programs send to
+        /dev/log: `logger`, syslog(3)), with `line`, `tag`, `severity` and `at`.
 
         Callbacks run one at a time on a background thread, from the moment `on`
         returns until `off`, `close()`, `kill()` or the sandbox's end; an exception
