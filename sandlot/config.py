@@ -122,6 +122,12 @@ class Settings(BaseSettings):
     ssh_host: str | None = Field(
         default=None, description="Address the SSH gateway listens on; defaults to `host`."
     )
+    otel_endpoint: str | None = Field(
+        default=None,
+        pattern="^https?://",
+        description="OTLP/HTTP collector (e.g. http://127.0.0.1:4318) to send events (as "
+        "logs) and API request traces to; unset turns OpenTelemetry off.",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
@@ -30,6 +31,9 @@ from sandlot.store.database import Database, migrate
 from sandlot.templates.builder import build_template
 from sandlot.templates.recipe import RECIPES
 from sandlot.templates.store import Template, TemplateStore
+
+if TYPE_CHECKING:
+    from sandlot.api.telemetry import Telemetry
 
 SSH_FAILURES_PER_SECOND = 0.2
 SSH_FAILURES_BURST = 10
@@ -117,15 +121,18 @@ def build_server(settings: Settings) -> Server:
         ),
     )
     gateway = ssh_gateway(settings, service, db)
+    telemetry = open_telemetry(settings, events)
     app = create_app(
         service,
         db,
         settings.supervisor_interval,
         settings.metrics_interval,
         RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
-        listeners=[gateway] if gateway else [],
+        listeners=[x for x in (gateway, telemetry) if x is not None],
         ssh_endpoint=gateway,
     )
+    if telemetry is not None:
+        telemetry.instrument(app)
     app.add_middleware(PreviewProxy, service=service, domain=settings.preview_domain)
     return Server(settings, db, service, app)
 
@@ -143,6 +150,20 @@ def network_manager(settings: Settings) -> NetworkManager | None:
             static_hosts=settings.dns_hosts,
         )
     )
+
+
+def open_telemetry(settings: Settings, events: EventBus) -> Telemetry | None:
+    """OpenTelemetry export when configured; its packages are imported only then."""
+    if settings.otel_endpoint is None:
+        return None
+    try:
+        from sandlot.api.telemetry import Telemetry
+    except ImportError as exc:
+        raise InvalidConfigError(
+            f"otel_endpoint is set but OpenTelemetry is not installed ({exc}): "
+            "pip install 'sandlot[otel]'"
+        ) from None
+    return Telemetry(settings.otel_endpoint, events)
 
 
 def ssh_gateway(settings: Settings, service: SandboxService, db: Database) -> SshGateway | None:
