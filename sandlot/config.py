@@ -38,8 +38,15 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; defaults to SQLite in the data directory."
     )
-    runtime: str = "oci"
+    runtime: Literal["oci", "runsc"] = Field(
+        default="oci",
+        description='"oci": containers under runc; "runsc": the same under gVisor\'s '
+        "user-space kernel, for untrusted code.",
+    )
     oci_binary: str = "runc"
+    runsc_platform: Literal["systrap", "ptrace", "kvm"] = Field(
+        default="systrap", description="How gVisor intercepts system calls (runsc --platform)."
+    )
     default_template: str = "base"
     build_default_template: bool = True
     exec_timeout: float = 60.0

@@ -26,6 +26,7 @@ from sandlot.network.manager import NetworkConfig, NetworkManager
 from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.base import Runtime
 from sandlot.runtime.oci import OciRuntime, run_root_for
+from sandlot.runtime.runsc import RunscRuntime, runsc_version
 from sandlot.store import keys
 from sandlot.store.database import Database, migrate
 from sandlot.templates.builder import build_template
@@ -41,9 +42,16 @@ SSH_FAILURES_BURST = 10
 
 
 def make_runtime(settings: Settings) -> Runtime:
-    if settings.runtime == "oci":
-        return OciRuntime(settings.data_dir, binary=settings.oci_binary, criu=settings.criu_path)
-    raise InvalidConfigError(f"unknown runtime {settings.runtime!r}; available: oci")
+    if settings.runtime == "runsc":
+        if runsc_version() is None:
+            raise InvalidConfigError(
+                "runtime runsc needs gVisor's runsc: run scripts/setup, or "
+                "`apt-get install -t bookworm-backports runsc`"
+            )
+        return RunscRuntime(
+            settings.data_dir, network=settings.network_enabled, platform=settings.runsc_platform
+        )
+    return OciRuntime(settings.data_dir, binary=settings.oci_binary, criu=settings.criu_path)
 
 
 def open_database(settings: Settings) -> Database:
@@ -85,7 +93,8 @@ def build_server(settings: Settings) -> Server:
         templates=templates,
         connect=AgentClient.connect,
         connect_timeout=settings.agent_connect_timeout,
-        size=settings.warm_pool_size,
+        # A warm sandbox is handed over by changing its limits, which not every backend can.
+        size=settings.warm_pool_size if runtime.capabilities.live_limits else 0,
         template_names=tuple(settings.warm_pool_templates),
         network=network,
     )

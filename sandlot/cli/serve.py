@@ -18,6 +18,9 @@ def serve(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where state lives [default: /var/lib/sandlot]")
     ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="Sandbox backend: oci or runsc (gVisor) [default: oci]")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
     """Start the Sandlot API server (building the base template on first start)."""
@@ -31,7 +34,12 @@ def serve(
 
     console = Console(stderr=True)
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    overrides: dict[str, object] = {"host": host, "port": port, "data_dir": data_dir}
+    overrides: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "data_dir": data_dir,
+        "runtime": runtime,
+    }
     settings = Settings.model_validate({k: v for k, v in overrides.items() if v is not None})
     if os.geteuid() != 0:
         console.print(

@@ -26,6 +26,23 @@ class RuntimeSandbox:
     status: RuntimeStatus
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do on this host: listed by `GET /v1/runtimes`, and what the
+    service checks before asking for something the backend would fail at."""
+
+    checkpoint: bool
+    """Pause to disk, and snapshots, rollbacks and branches that keep processes."""
+    hardware_isolation: bool
+    """A separate kernel behind virtualisation hardware (a microVM), not just a separate one."""
+    live_limits: bool
+    """New CPU and memory limits apply to a running sandbox (what a warm pool hands over)."""
+    isolation: str
+    """How sandboxes are kept apart, in a few words."""
+    checkpoint_problem: str | None = None
+    """Why `checkpoint` is off, in words an operator can act on."""
+
+
 class BackendError(Exception):
     """A backend failed to do what was asked; the message carries the backend's own words."""
 
@@ -38,6 +55,9 @@ class Runtime(Protocol):
     @property
     def can_checkpoint(self) -> bool:
         """Whether `checkpoint`, `restore` and memory snapshots work on this host."""
+
+    @property
+    def capabilities(self) -> Capabilities: ...
 
     async def create(self, spec: SandboxSpec, snapshot: Path | None = None) -> None:
         """Build the sandbox's filesystem and start its agent as PID 1; with `snapshot`

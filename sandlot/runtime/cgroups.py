@@ -105,3 +105,19 @@ def remove_cgroup(relative: str) -> None:
         for child in sorted(nested, key=lambda p: len(p.parts), reverse=True):
             child.rmdir()
         d.rmdir()
+
+
+def inherit_cpusets(relative: str) -> None:
+    """On cgroup v1, make each ancestor of `relative` in the cpuset hierarchy with its
+    parent's CPUs and memory nodes. runc does this itself; runsc leaves a new ancestor
+    empty, and then no CPU set can be given to the sandbox (the kernel says EACCES)."""
+    if is_cgroup_v2():
+        return
+    parent = CGROUP_ROOT / "cpuset"
+    for part in Path(relative.lstrip("/")).parts[:-1]:
+        child = parent / part
+        child.mkdir(exist_ok=True)
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            if not (child / name).read_text().strip():
+                (child / name).write_text((parent / name).read_text())
+        parent = child

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import sandlot.agent
-from sandlot.runtime.base import BackendError, RuntimeSandbox, RuntimeStatus
+from sandlot.runtime.base import BackendError, Capabilities, RuntimeSandbox, RuntimeStatus
 from sandlot.runtime.bundle import (
     USERNS_HOST_BASE,
     cgroup_resources,
@@ -140,6 +140,16 @@ class OciRuntime:
     def can_checkpoint(self) -> bool:
         return self.criu.usable
 
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            checkpoint=self.criu.usable,
+            hardware_isolation=False,
+            live_limits=True,
+            isolation="Linux namespaces, seccomp and cgroups on the host kernel",
+            checkpoint_problem=self.criu.problem,
+        )
+
     async def _runc(self, *args: str, check: bool = True) -> str:
         proc = await asyncio.create_subprocess_exec(
             *self._runc_argv(),
@@ -213,27 +223,35 @@ class OciRuntime:
         return bundle
 
     async def _start(self, bundle: Path, sandbox_id: str) -> None:
-        # The container's init inherits runc's stdio: hand it /dev/null, never a pipe we
-        # would wait on, and nothing on the host it could keep open.
+        if not await self._launch(sandbox_id, "run"):
+            log = (bundle / "runc.log").read_text(errors="replace")[-2000:]
+            raise BackendError(f"{self.binary} run failed for {sandbox_id}: {log}")
+
+    async def _launch(self, sandbox_id: str, command: str, *args: str) -> bool:
+        """`run` or `restore` the sandbox, detached; False if that failed (see runc.log).
+
+        The sandbox's init inherits runc's stdio: hand it /dev/null, never a pipe we
+        would wait on, and nothing on the host it could keep open.
+        """
+        bundle = self.bundle_dir(sandbox_id)
         proc = await asyncio.create_subprocess_exec(
             *self._runc_argv(),
             "--log",
             str(bundle / "runc.log"),
-            "run",
+            command,
             "--detach",
             "--pid-file",
             str(bundle / "init.pid"),
             "--bundle",
             str(bundle),
+            *args,
             sandbox_id,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
         )
-        if await proc.wait() != 0:
-            log = (bundle / "runc.log").read_text(errors="replace")[-2000:]
-            raise BackendError(f"{self.binary} run failed for {sandbox_id}: {log}")
+        return await proc.wait() == 0
 
     # ---- pause, checkpoints and snapshots ------------------------------------------
 
@@ -257,33 +275,20 @@ class OciRuntime:
 
     async def restore(self, sandbox_id: str, images: Path | None = None) -> None:
         images = images or self.checkpoint_dir(sandbox_id)
-        bundle = self.bundle_dir(sandbox_id)
         work = self._criu_work(sandbox_id)
         # Restore runs inside the sandbox's user namespace, as its root. Done here
         # rather than after the dump so that a dump whose server died still restores.
         await asyncio.to_thread(_hand_over_images, images, self.uid_offset)
-        proc = await asyncio.create_subprocess_exec(
-            *self._runc_argv(),
-            "--log",
-            str(bundle / "runc.log"),
+        restored = await self._launch(
+            sandbox_id,
             "restore",
-            "--detach",
-            "--pid-file",
-            str(bundle / "init.pid"),
-            "--bundle",
-            str(bundle),
             "--image-path",
             str(images),
             "--work-path",
             str(work),
             *CRIU_OPTIONS,
-            sandbox_id,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL,
-            start_new_session=True,
         )
-        if await proc.wait() != 0:
+        if not restored:
             raise BackendError(
                 f"restoring {sandbox_id} failed: {_log_tail(work / 'restore.log', 'Error')}"
             )
@@ -381,7 +386,7 @@ class OciRuntime:
 
     async def _init_pid(self, sandbox_id: str) -> int | None:
         pid = (await self._state(sandbox_id)).get("pid")
-        return int(pid) if pid else None
+        return int(pid) if pid and int(pid) > 0 else None
 
     async def status(self, sandbox_id: str) -> RuntimeStatus:
         status = _status_of((await self._state(sandbox_id)).get("status", ""))
