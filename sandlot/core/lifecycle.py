@@ -282,8 +282,9 @@ class Lifecycle:
         svc = self.service
         if memory and not self.runtime.can_checkpoint:
             raise InvalidConfigError(
-                "memory snapshots need CRIU ≥ 4.1 on the server (`sandlot doctor` says how "
-                "to get it); take a filesystem snapshot with memory=false"
+                "this server cannot take memory snapshots: "
+                f"{self.runtime.capabilities.checkpoint_problem}; take a filesystem "
+                "snapshot with memory=false"
             )
         with_memory = self.runtime.can_checkpoint if memory is None else memory
         await svc.session(org_id, sandbox_id)  # resumes a paused sandbox
