@@ -57,6 +57,31 @@ def _criu() -> tuple[bool, str]:
     return True, f"CRIU {version} at {found.path}: pauses checkpoint to disk"
 
 
+def _runsc() -> tuple[bool, str]:
+    """Optional: only the runsc runtime needs it. A sandbox is started to prove the
+    platform works, as a hung platform (kvm without /dev/kvm) shows nothing else."""
+    from sandlot.config import Settings
+    from sandlot.runtime.runsc import runsc_version
+
+    version = runsc_version()
+    if version is None:
+        return True, "not installed (only `runtime = runsc` needs it): scripts/install-runsc"
+    platform = Settings().runsc_platform
+    try:
+        probe = subprocess.run(
+            ["runsc", f"--platform={platform}", "--network=none", "do", "true"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"runsc {version}, platform {platform} hangs: try runsc_platform = systrap"
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or ["no output"])[-1]
+        return False, f"runsc {version}, platform {platform} fails `runsc do true`: {last}"
+    return True, f"runsc {version}, platform {platform}: gVisor sandboxes work"
+
+
 def _template(data_dir: Path) -> Callable[[], tuple[bool, str]]:
     def check() -> tuple[bool, str]:
         from sandlot.config import Settings
@@ -78,7 +103,7 @@ def doctor(
         bool, typer.Option("--check", help="Compare the store with the host instead.")
     ] = False,
 ) -> None:
-    """Check the host: root, OCI runtime, mmdebstrap, user namespaces, cgroups, CRIU, templates.
+    """Check the host: root, runc, mmdebstrap, user namespaces, cgroups, CRIU, runsc, templates.
 
     With --check, also compare the server's store with the host and list every
     sandbox or leftover that is out of place (exit 1 if any).
@@ -96,6 +121,7 @@ def doctor(
         ("user namespaces", _userns),
         ("cgroups", _cgroups),
         ("criu", _criu),
+        ("runsc", _runsc),
         ("templates", _template(data_dir)),
     ]
     table = Table("CHECK", "OK", "DETAIL")
