@@ -46,7 +46,7 @@ from sandlot.runtime.cgroups import (
     read_usage,
     remove_cgroup,
 )
-from sandlot.runtime.criu import find_criu
+from sandlot.runtime.criu import CriuCheck, find_criu
 from sandlot.runtime.disks import bytes_used, copy_disk, create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mount_overlay, mounts_under, syncfs, unmount
 from sandlot.runtime.reaping import become_subreaper, reap
@@ -64,6 +64,16 @@ def run_root_for(data_dir: Path) -> Path:
 
 def state_root_for(data_dir: Path, binary: str = "runc") -> Path:
     return run_root_for(data_dir) / binary
+
+
+def oci_capabilities(criu: CriuCheck) -> Capabilities:
+    return Capabilities(
+        checkpoint=criu.usable,
+        hardware_isolation=False,
+        live_limits=True,
+        isolation="Linux namespaces, seccomp and cgroups on the host kernel",
+        checkpoint_problem=criu.problem,
+    )
 
 
 class OciRuntime:
@@ -142,13 +152,7 @@ class OciRuntime:
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            checkpoint=self.criu.usable,
-            hardware_isolation=False,
-            live_limits=True,
-            isolation="Linux namespaces, seccomp and cgroups on the host kernel",
-            checkpoint_problem=self.criu.problem,
-        )
+        return oci_capabilities(self.criu)
 
     async def _runc(self, *args: str, check: bool = True) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -294,7 +298,8 @@ class OciRuntime:
             )
         self._wake_agent(sandbox_id)
         if images == self.checkpoint_dir(sandbox_id):
-            shutil.rmtree(images, ignore_errors=True)
+            # Hundreds of MiB of pages: not on the loop the resumed sandbox waits on.
+            await asyncio.to_thread(shutil.rmtree, images, True)
 
     async def snapshot(self, sandbox_id: str, target: Path, memory: bool) -> int:
         """Copy the sandbox's disk (and, with `memory`, dump its processes) into `target`
@@ -376,9 +381,15 @@ class OciRuntime:
 
     async def update(self, sandbox_id: str, resources: Resources, cpus: str | None) -> None:
         limits = cgroup_resources(resources, cpus or ",".join(map(str, host_cpus())))
-        update = self.bundle_dir(sandbox_id) / "update.json"
+        bundle = self.bundle_dir(sandbox_id)
+        update = bundle / "update.json"
         update.write_text(json.dumps(limits))
         await self._runc("update", "--resources", str(update), sandbox_id)
+        # `runc restore` sets limits from config.json: keep it saying what is in force,
+        # or a resumed sandbox would come back with the limits it was started with.
+        config = json.loads((bundle / "config.json").read_text())
+        config["linux"]["resources"].update(limits)
+        (bundle / "config.json").write_text(json.dumps(config))
 
     async def _state(self, sandbox_id: str) -> dict[str, Any]:
         out = await self._runc("state", sandbox_id, check=False)

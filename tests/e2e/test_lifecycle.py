@@ -215,3 +215,13 @@ def test_snapshot_patches_make_revisions_and_can_be_removed(
     with Sandbox.create_from_snapshot(snap.id, client=client) as copy:
         assert copy.files.exists("/root/two.txt")
         assert not copy.files.exists("/root/one.txt")
+
+
+def test_limits_given_at_create_survive_pause_and_resume(client: Sandlot) -> None:
+    # A warm sandbox handed over with other limits must come back from a checkpoint
+    # with those, not with the pool's.
+    with Sandbox.create(client=client, resources={"vcpus": 1, "memory_mb": 768}) as sbx:
+        assert sbx.usage().memory_limit_bytes == 768 << 20
+        sbx.pause()
+        sbx.resume()
+        assert sbx.usage().memory_limit_bytes == 768 << 20
