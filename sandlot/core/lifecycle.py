@@ -35,6 +35,7 @@ from sandlot.errors import (
     InvalidConfigError,
     InvalidStateError,
     SandboxUnavailableError,
+    SandlotError,
     SnapshotNotFoundError,
 )
 from sandlot.runtime.base import BackendError, RuntimeStatus
@@ -171,15 +172,24 @@ class Lifecycle:
             try:
                 if view.pause_mode == CHECKPOINT:
                     await self.runtime.restore(sandbox_id)
-                    await self._plug(sandbox_id)
                 else:
                     await self.runtime.thaw(sandbox_id)
-                await svc.reconnect(sandbox_id)
-            except (BackendError, OSError) as exc:
+            except (BackendError, OSError) as exc:  # still paused, its images intact
                 raise SandboxUnavailableError(
                     f"could not resume {sandbox_id}: {exc}", details={"sandboxId": sandbox_id}
                 ) from exc
-            return self._resumed(view, reason)
+            # Its processes run again: that is the state now, whatever happens next.
+            resumed = self._resumed(view, reason)
+            try:
+                if view.pause_mode == CHECKPOINT:
+                    await self._plug(sandbox_id)
+                await svc.reconnect(sandbox_id)
+            except (BackendError, OSError, SandlotError) as exc:
+                raise SandboxUnavailableError(
+                    f"{sandbox_id} resumed but could not be reached yet: {exc}",
+                    details={"sandboxId": sandbox_id},
+                ) from exc
+            return resumed
 
     def _resumed(self, view: SandboxView, reason: str) -> SandboxView:
         paused_for = 0
