@@ -25,6 +25,7 @@ from sandlot.errors import InvalidConfigError, TemplateNotFoundError
 from sandlot.network.manager import NetworkConfig, NetworkManager
 from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.base import Runtime
+from sandlot.runtime.catalog import describe_runtimes
 from sandlot.runtime.oci import OciRuntime, run_root_for
 from sandlot.runtime.runsc import RunscRuntime, runsc_version
 from sandlot.store import keys
@@ -143,6 +144,13 @@ def build_server(settings: Settings) -> Server:
     if telemetry is not None:
         telemetry.instrument(app)
     app.add_middleware(PreviewProxy, service=service, domain=settings.preview_domain)
+    app.state.runtimes = describe_runtimes(
+        runtime.name,
+        network=settings.network_enabled,
+        runsc_platform=settings.runsc_platform,
+        oci_binary=settings.oci_binary,
+        criu=settings.criu_path,
+    )
     return Server(settings, db, service, app)
 
 

@@ -68,6 +68,16 @@ def runsc_version(binary: str = "runsc") -> str | None:
     return first.removeprefix("runsc version ").strip() or None
 
 
+def runsc_capabilities(network: bool, platform: str) -> Capabilities:
+    return Capabilities(
+        checkpoint=not network,
+        hardware_isolation=False,
+        live_limits=False,
+        isolation=f"gVisor user-space kernel ({platform} platform) in namespaces",
+        checkpoint_problem=NO_CHECKPOINT_WITH_NETWORK if network else None,
+    )
+
+
 class RunscRuntime(OciRuntime):
     name = "runsc"
     checkpoint_marker = "checkpoint.img"
@@ -90,13 +100,7 @@ class RunscRuntime(OciRuntime):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(
-            checkpoint=self.can_checkpoint,
-            hardware_isolation=False,
-            live_limits=False,
-            isolation=f"gVisor user-space kernel ({self.platform} platform) in namespaces",
-            checkpoint_problem=None if self.can_checkpoint else NO_CHECKPOINT_WITH_NETWORK,
-        )
+        return runsc_capabilities(self.network_mode == "host", self.platform)
 
     def _runc_argv(self) -> list[str]:
         return [
@@ -122,7 +126,7 @@ class RunscRuntime(OciRuntime):
             raise BackendError(f"restoring {sandbox_id} failed: {log}")
         self._wake_agent(sandbox_id)
         if images == self.checkpoint_dir(sandbox_id):
-            shutil.rmtree(images, ignore_errors=True)
+            await asyncio.to_thread(shutil.rmtree, images, True)
 
     async def checkpoint(self, sandbox_id: str) -> None:
         async with self._reaping(sandbox_id):

@@ -17,11 +17,14 @@ from sandlot.sdk._event_stream import AsyncEventStream, EventStream
 from sandlot.sdk._events import EventCursor
 from sandlot.sdk._http import DEFAULT_TIMEOUT, AsyncTransport, Call, RetryPolicy, SyncTransport
 from sandlot.sdk._listener import AsyncEventCallback, AsyncListener, EventCallback, Listener
-from sandlot.sdk._models import ServerHealth, Usage
+from sandlot.sdk._models import RuntimeInfo, ServerHealth, Usage
 from sandlot.sdk._sandbox import AsyncSandboxes, Sandboxes
 from sandlot.sdk._ssh import AsyncSshKeys, SshKeys
 
 _HEALTH = Call("GET", "/health", parse=ServerHealth.model_validate)
+_RUNTIMES = Call(
+    "GET", "/v1/runtimes", parse=lambda data: [RuntimeInfo.model_validate(r) for r in data]
+)
 
 
 def _usage_call(start: datetime | None, end: datetime | None) -> Call[Usage]:
@@ -72,6 +75,10 @@ class Sandlot:
 
     def health(self) -> ServerHealth:
         return self._transport.send(_HEALTH)
+
+    def runtimes(self) -> list[RuntimeInfo]:
+        """The server's sandbox backends and what each can do on its host."""
+        return self._transport.send(_RUNTIMES)
 
     def usage(self, start: datetime | None = None, end: datetime | None = None) -> Usage:
         """What the organisation's sandboxes consumed from `start` to `end` (the
@@ -145,6 +152,9 @@ class AsyncSandlot:
 
     async def health(self) -> ServerHealth:
         return await self._transport.send(_HEALTH)
+
+    async def runtimes(self) -> list[RuntimeInfo]:
+        return await self._transport.send(_RUNTIMES)
 
     async def usage(self, start: datetime | None = None, end: datetime | None = None) -> Usage:
         return await self._transport.send(_usage_call(start, end))

@@ -232,6 +232,21 @@ class ServerHealth(_Model):
     version: str | None = None
 
 
+class RuntimeInfo(_Model):
+    """A sandbox backend of the server ("oci" or "runsc"), whether its host has it, and
+    what it can do there."""
+
+    name: str
+    available: bool
+    default: bool
+    version: str | None = None
+    checkpoint: bool
+    memory_snapshots: bool
+    hardware_isolation: bool
+    isolation: str
+    checkpoint_problem: str | None = None
+
+
 class ResourceSpec(TypedDict, total=False):
     """What a sandbox asks for: `memory`/`disk` take sizes such as "4GB"."""
 
