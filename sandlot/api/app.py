@@ -23,6 +23,7 @@ from sandlot.api.routes import (
     monitoring,
     network,
     processes,
+    runtimes,
     sandboxes,
     ssh,
 )
@@ -99,6 +100,7 @@ def create_app(
         keys,
         ssh,
         network,
+        runtimes,
     )
     for module in routers:
         app.include_router(module.router)
