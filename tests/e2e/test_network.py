@@ -27,6 +27,7 @@ from sandlot.store.tables import EventRow
 from sandlot.testing import ServerProcess, ensure_base_template
 from tests.e2e.nethosts import OutsideHost, outside_hosts
 from tests.e2e.network_traces import network_traces
+from tests.e2e.test_cli import sandlot
 
 pytestmark = pytest.mark.skipif(
     subprocess.run(["nft", "--version"], capture_output=True).returncode != 0,
@@ -285,6 +286,42 @@ def test_destroy_leaves_no_network_behind(net_client: Sandlot, net_server: Serve
     assert len(network_traces(sbx.id, net_server.data_dir)) == 4  # netns, veth, table, lease
     sbx.kill()
     assert network_traces(sbx.id, net_server.data_dir) == []
+
+
+def test_cli_egress_flags_and_ports(net_server: ServerProcess) -> None:
+    env = {
+        **net_server.env,
+        "SANDLOT_API_URL": net_server.url,
+        "SANDLOT_API_KEY": net_server.api_key,
+    }
+    created = sandlot(
+        env,
+        "sandbox",
+        "create",
+        "--egress-default",
+        "deny",
+        "--egress-allow",
+        "allowed.test",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    info = json.loads(created.stdout)
+    assert info["network"]["egress"] == {"default": "deny", "allow": ["allowed.test"], "deny": []}
+    sandbox_id = info["id"]
+    try:
+        exposed = sandlot(env, "sandbox", "expose", sandbox_id, "9000", "--auth", "token")
+        assert exposed.returncode == 0, exposed.stderr
+        url, token_line = exposed.stdout.decode().splitlines()
+        assert url == f"http://9000-{sandbox_id}.sandboxes.localhost:{net_server.port}"
+        assert token_line.startswith("token: ")
+        listed = sandlot(env, "sandbox", "ports", sandbox_id, "--json")
+        ports = {p["port"]: p for p in json.loads(listed.stdout)}
+        assert ports[9000]["auth"] == "token" and ports[3000]["automatic"]
+        assert sandlot(env, "sandbox", "unexpose", sandbox_id, "9000").returncode == 0
+        again = sandlot(env, "sandbox", "unexpose", sandbox_id, "9000", "--json")
+        assert again.returncode != 0 and b"PORT_NOT_EXPOSED" in again.stdout + again.stderr
+    finally:
+        sandlot(env, "sandbox", "destroy", sandbox_id)
 
 
 def test_restarted_server_keeps_policies_and_removes_strays(
