@@ -15,6 +15,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -130,11 +131,19 @@ def serve_http(sbx: Sandbox, port: int) -> None:
         time.sleep(0.1)
 
 
-def denied_names(server: ServerProcess, sandbox_id: str) -> list[str]:
+def stored_events(server: ServerProcess, sandbox_id: str, kind: str) -> list[dict[str, Any]]:
     db = Database(f"sqlite:///{server.data_dir / 'sandlot.db'}")
     with db.session() as s:
-        rows = s.query(EventRow).filter_by(sandbox_id=sandbox_id, type="network.denied").all()
-        return [r.data["name"] for r in rows]
+        rows = s.query(EventRow).filter_by(sandbox_id=sandbox_id, type=kind).all()
+        return [dict(r.data) for r in rows]
+
+
+def wait_for_event(server: ServerProcess, sandbox_id: str, kind: str) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 5
+    while not (found := stored_events(server, sandbox_id, kind)):
+        assert time.monotonic() < deadline, f"no {kind} event"
+        time.sleep(0.2)
+    return found
 
 
 def test_domain_rules_allow_some_names_and_refuse_the_rest(
@@ -146,10 +155,8 @@ def test_domain_rules_allow_some_names_and_refuse_the_rest(
         code, _ = fetch(sbx, "http://denied.test/")
         assert code == 6, "a denied name must not resolve"
         assert fetch(sbx, hosts["denied"].url)[0] != 0, "nor its address be reachable"
-        deadline = time.monotonic() + 5
-        while "denied.test" not in denied_names(net_server, sbx.id):
-            assert time.monotonic() < deadline, "no network.denied event"
-            time.sleep(0.2)
+        denied = wait_for_event(net_server, sbx.id, "network.denied")
+        assert [e["name"] for e in denied] == ["denied.test"]
 
 
 def test_wildcards_cidrs_and_deny_lists(net_client: Sandlot, hosts: dict[str, OutsideHost]) -> None:
@@ -241,6 +248,8 @@ def test_preview_urls_public_token_and_automatic_ports(
         assert listed[9000].token is None, "a token is shown once"
         sbx.ports.close(9000)
         assert preview(net_server, sbx.id, 9000).status_code == 404
+        assert wait_for_event(net_server, sbx.id, "port.exposed")[0]["auth"] == "token"
+        assert wait_for_event(net_server, sbx.id, "port.closed") == [{"port": 9000}]
     no_auto = {"ingress": {"allowPorts": []}}
     with Sandbox.create(network=no_auto, client=net_client) as sbx:
         serve_http(sbx, 8000)
