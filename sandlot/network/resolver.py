@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 STATIC_TTL = 60
 UPSTREAM_TIMEOUT = 3.0
+MAX_PENDING = 1024
+"""Queries being answered at once, across sandboxes, before new ones are dropped."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class Resolver:
             task.cancel()
 
     def _spawn(self, wire: bytes, source: str, reply: Callable[[bytes], None]) -> None:
+        if len(self._tasks) >= MAX_PENDING:
+            return  # a flood: drop the query as a loaded resolver would; clients retry
         task = asyncio.get_running_loop().create_task(self._reply(wire, source, reply))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
