@@ -235,16 +235,10 @@ class Agent:
             loop.add_signal_handler(signum, stop.set)
         loop.add_signal_handler(signal.SIGUSR1, lambda: loop.create_task(self._relisten()))
         self._server = await self._listen()
-        if self._syslog is not None:
-            try:
-                self._syslog.open()
-            except OSError as exc:
-                log.warning("no system log: cannot bind %s: %s", self._syslog.path, exc)
+        self._open_syslog()
         try:
             await stop.wait()
         finally:
-            if self._syslog is not None:
-                self._syslog.close()
             self._stop_serving()
             self.processes.kill_all()
         return 0
@@ -259,6 +253,10 @@ class Agent:
         return {"quiesced": True}
 
     def _stop_serving(self) -> None:
+        # The syslog socket too: CRIU fails to restore a socket bound to a path in the
+        # sandbox's mount namespace. Lines sent in the moment it is closed are lost.
+        if self._syslog is not None:
+            self._syslog.close()
         if self._server is not None:
             self._server.close()
             self._server = None
@@ -274,6 +272,15 @@ class Agent:
         async with self._relistening:
             if self._server is None:
                 self._server = await self._listen()
+                self._open_syslog()
+
+    def _open_syslog(self) -> None:
+        if self._syslog is None:
+            return
+        try:
+            self._syslog.open()
+        except OSError as exc:
+            log.warning("no system log: cannot bind %s: %s", self._syslog.path, exc)
 
     async def _listen(self) -> asyncio.AbstractServer:
         path = self.socket_path

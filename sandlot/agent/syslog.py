@@ -9,8 +9,11 @@ so the host neither misses nor repeats a line across reconnects.
 
 Where the socket lives: the sandbox's /dev is a tmpfs the container's mount namespace
 owns, and the agent is root in the sandbox's user namespace, so it binds `/dev/log`
-there directly: no bind mount from the host (which a checkpoint could not restore a bound
-socket on) and no symlink a program could replace.
+there directly: no bind mount from the host and no symlink a program could replace.
+CRIU cannot restore a socket bound to a path in the sandbox, so the socket is closed with
+the agent's own before a checkpoint and bound again after (a writer in that moment gets
+an error, as with any syslog daemon restarting; a program holding a connected socket,
+like SysLogHandler or syslog(3), reconnects on its next line).
 
 A chatty sandbox cannot flood the host: each line is cut at `MAX_LINE` bytes, and past
 `rate` lines in a second the rest are dropped and counted, then reported in one line.
@@ -237,6 +240,7 @@ class SyslogSocket:
     def close(self) -> None:
         if self._sock is None:
             return
+        self._read()  # what writers already sent is theirs to keep
         asyncio.get_running_loop().remove_reader(self._sock.fileno())
         self._sock.close()
         self._sock = None
