@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core, lifecycle, metrics, network, processes, ssh
+from bench import core, lifecycle, metrics, network, processes, runtimes, ssh
 
 
 def main() -> None:
@@ -31,6 +31,9 @@ def main() -> None:
         "lifecycle", help="pause, resume, memory snapshots and branches beside bare CRIU"
     )
     lifecycle_parser.add_argument("--runs", type=int, default=5)
+    runtimes_parser = sub.add_parser("runtimes", help="oci (runc) and runsc (gVisor) side by side")
+    runtimes_parser.add_argument("--runs", type=int, default=10)
+    runtimes_parser.add_argument("--file-mib", type=int, default=50)
     args = parser.parse_args()
     if args.suite == "core":
         core.run(runs=args.runs, file_mib=args.file_mib)
@@ -42,6 +45,8 @@ def main() -> None:
         lifecycle.run(runs=args.runs)
     elif args.suite == "ssh":
         ssh.run(runs=args.runs, file_mib=args.file_mib)
+    elif args.suite == "runtimes":
+        runtimes.run(runs=args.runs, file_mib=args.file_mib)
     elif args.suite == "network":
         network.run(runs=args.runs, seconds=args.seconds, connections=args.connections)
 

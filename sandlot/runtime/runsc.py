@@ -16,6 +16,9 @@ Only what runsc does differently lives here:
   namespace (`--network=host`), which runsc cannot checkpoint: pauses freeze in memory
   and memory snapshots are refused. With networking off (`network_enabled = false`) its
   own stack with loopback only (`--network=none`), and checkpoints work.
+- no OCI seccomp filter (`--oci-seccomp` breaks node's threads in this release): the
+  sandbox's system calls reach gVisor's kernel, not the host's, and namespaces made
+  inside are gVisor's own; gVisor's filter on itself guards the host.
 - no live limits: runsc has no `update` and gVisor sizes its memory at boot, so a
   server on runsc keeps no warm pool.
 - runsc leaves two processes per sandbox (the sandbox and its file proxy, the gofer);

@@ -60,6 +60,7 @@ def test_commands_and_files_run_on_gvisors_kernel(gsbx: Sandbox) -> None:
     assert (uid, result.stderr, result.exit_code) == ("0", "oops\n", 3)
     gsbx.files.write("/workspace/app.py", "print(6 * 7)")
     assert gsbx.commands.run("python3 /workspace/app.py").stdout == "42\n"
+    assert gsbx.commands.run("node -e 'console.log(6 * 7)'").stdout == "42\n"  # threads
     gsbx.files.write("/workspace/big.bin", b"\x00\xff" * (1 << 20))
     assert gsbx.files.read_bytes("/workspace/big.bin") == b"\x00\xff" * (1 << 20)
     assert "app.py" in {entry.name for entry in gsbx.files.list("/workspace")}
