@@ -174,3 +174,24 @@ def test_networked_server_freezes_and_refuses_memory_snapshots(tmp_path: Path) -
     finally:
         srv.destroy_all()
         srv.stop()
+
+
+def test_paused_sandbox_outlives_a_server_restart(tmp_path: Path) -> None:
+    srv = runsc_server(tmp_path / "data", network=False)
+    try:
+        with Sandlot(api_url=srv.url, api_key=srv.api_key) as client:
+            sbx = Sandbox.create(template="base", client=client)
+            sbx.commands.run(COUNTER)
+            before = wait_counting(sbx, 5)
+            assert sbx.pause().pause_mode == "checkpoint"
+        srv.stop()
+        srv.start()
+        with Sandlot(api_url=srv.url, api_key=srv.api_key) as client:
+            again = Sandbox.get(sbx.id, client=client)
+            assert again.info.status == "paused"
+            assert again.resume().status == "running"
+            assert before <= count(again) < before + 20
+            assert wait_counting(again, before) > before
+    finally:
+        srv.destroy_all()
+        srv.stop()
