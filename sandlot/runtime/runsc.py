@@ -44,7 +44,6 @@ from sandlot.runtime.oci import OciRuntime, _fresh_dir
 from sandlot.runtime.reaping import reap
 from sandlot.runtime.spec import Resources
 
-PLATFORMS = ("systrap", "ptrace", "kvm")
 DEFAULT_PLATFORM = "systrap"
 """Needs no /dev/kvm and is fast on current kernels; ptrace is the slow fallback."""
 
