@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from sandlot import __version__
 from sandlot.api.deps import Authenticator
-from sandlot.api.errors import install_error_handlers
+from sandlot.api.errors import ERROR_RESPONSES, install_error_handlers
 from sandlot.api.ratelimit import RateLimiter
 from sandlot.api.routes import (
     events,
@@ -103,7 +103,7 @@ def create_app(
         runtimes,
     )
     for module in routers:
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     return app
 
 

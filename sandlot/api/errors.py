@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from sandlot.api.schemas import ErrorEnvelope
 from sandlot.errors import InternalError, InvalidConfigError, NotFoundError, SandlotError
 
 log = logging.getLogger(__name__)
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "4XX": {"model": ErrorEnvelope, "description": "The request cannot be served as sent."},
+    "5XX": {"model": ErrorEnvelope, "description": "The server or a sandbox failed."},
+}
+"""Documented on every route, so clients and schema checkers know every failure's shape
+(and FastAPI drops its default 422, which Sandlot never answers: bad input is a 400)."""
 
 
 def error_response(err: SandlotError) -> JSONResponse:

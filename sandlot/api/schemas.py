@@ -216,6 +216,15 @@ def check_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def check_no_nul(value: str | list[str] | None) -> str | list[str] | None:
+    """The kernel ends every argv string and path at a NUL: refuse one rather than
+    run something other than what was asked."""
+    parts = [value] if isinstance(value, str) else value or []
+    if any("\0" in part for part in parts):
+        raise ValueError("may not contain NUL bytes")
+    return value
+
+
 class ResourcesOut(Model):
     model_config = ConfigDict(from_attributes=True)
 
@@ -283,6 +292,11 @@ class ExecIn(Model):
             raise ValueError("command is empty")
         return command
 
+    @field_validator("command", "cwd")
+    @classmethod
+    def _no_nul(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return check_no_nul(value)
+
     @field_validator("env")
     @classmethod
     def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
@@ -333,6 +347,11 @@ class StartProcessIn(Model):
         default=None, ge=0, description="Kill the process this long after its last client detaches."
     )
     scrollback_bytes: int | None = Field(default=None, ge=1024, le=64 * 1024 * 1024)
+
+    @field_validator("command", "cwd")
+    @classmethod
+    def _no_nul(cls, value: str | list[str] | None) -> str | list[str] | None:
+        return check_no_nul(value)
 
     @field_validator("env")
     @classmethod

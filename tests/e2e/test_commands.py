@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from sandlot import Sandbox
 from sandlot.errors import CommandTimeoutError
+from sandlot.testing import ServerProcess
 
 
 def test_stdout_stderr_exit_code(sandbox: Sandbox) -> None:
@@ -48,3 +50,17 @@ def test_tools_of_the_base_template(sandbox: Sandbox) -> None:
 def test_large_output(sandbox: Sandbox) -> None:
     r = sandbox.commands.run("head -c 5000000 /dev/zero | tr '\\0' x")
     assert len(r.stdout) == 5_000_000 and set(r.stdout) == {"x"}
+
+
+@pytest.mark.parametrize(
+    "fields", [{"command": ["echo", "a\0b"]}, {"command": "echo a\0b"}, {"cwd": "/tmp\0x"}]
+)
+def test_nul_byte_is_a_clear_400(
+    sandbox: Sandbox, server: ServerProcess, fields: dict[str, object]
+) -> None:
+    body = {"command": "true", **fields}
+    headers = {"X-API-Key": server.api_key}
+    for route in ("exec", "processes"):
+        url = f"{server.url}/v1/sandboxes/{sandbox.id}/{route}"
+        r = httpx.post(url, json=body, headers=headers)
+        assert r.status_code == 400 and r.json()["error"]["code"] == "INVALID_CONFIG", r.text
