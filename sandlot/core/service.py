@@ -602,12 +602,24 @@ class SandboxService:
     async def preview_target(self, sandbox_id: str, port: int, token: str | None) -> str:
         """The address a preview request for `port` goes to, once `token` is checked;
         wakes a paused sandbox and counts as activity."""
+        address = self.preview_address(sandbox_id, port, token)
+        if address is None:
+            await self.session(self.get(None, sandbox_id).org_id, sandbox_id)
+            address = self._preview_reached(sandbox_id)
+        return address
+
+    def preview_address(self, sandbox_id: str, port: int, token: str | None) -> str | None:
+        """`preview_target` without waking, for the proxy's per-request check: None when
+        the sandbox has to be woken first."""
         network = self._network()
         self._previews().admit(sandbox_id, port, token, network.policy_of(sandbox_id))
         live = self._live.get(sandbox_id)
         if live is None or live.session.closed:
-            await self.session(self.get(None, sandbox_id).org_id, sandbox_id)
-        address = network.address_of(sandbox_id)
+            return None
+        return self._preview_reached(sandbox_id)
+
+    def _preview_reached(self, sandbox_id: str) -> str:
+        address = self._network().address_of(sandbox_id)
         if address is None:
             raise SandboxNotFoundError(f"sandbox {sandbox_id} has no network")
         self.touch(sandbox_id)
