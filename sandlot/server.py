@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +21,8 @@ from sandlot.core.previews import PreviewConfig, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota
 from sandlot.core.service import SandboxService
 from sandlot.core.ssh_access import SshAccess
-from sandlot.edge.proxy import PreviewProxy
+from sandlot.edge.front import FrontProtocol
+from sandlot.edge.proxy import PreviewRoutes
 from sandlot.edge.ssh import SshGateway
 from sandlot.errors import InvalidConfigError, TemplateNotFoundError
 from sandlot.network.manager import NetworkConfig, NetworkManager
@@ -81,6 +84,8 @@ class Server:
     db: Database
     service: SandboxService
     app: FastAPI
+    protocol: Callable[..., asyncio.Protocol]
+    """What uvicorn speaks on each connection (`http=`): the API, or a preview relayed."""
 
 
 def build_server(settings: Settings) -> Server:
@@ -143,7 +148,6 @@ def build_server(settings: Settings) -> Server:
     )
     if telemetry is not None:
         telemetry.instrument(app)
-    app.add_middleware(PreviewProxy, service=service, domain=settings.preview_domain)
     app.state.runtimes = describe_runtimes(
         runtime.name,
         network=settings.network_enabled,
@@ -151,7 +155,8 @@ def build_server(settings: Settings) -> Server:
         oci_binary=settings.oci_binary,
         criu=settings.criu_path,
     )
-    return Server(settings, db, service, app)
+    routes = PreviewRoutes(service, settings.preview_domain)
+    return Server(settings, db, service, app, partial(FrontProtocol, routes))
 
 
 def network_manager(settings: Settings) -> NetworkManager | None:

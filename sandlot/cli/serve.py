@@ -71,6 +71,7 @@ def serve(
         port=settings.port,
         log_level=log_level,
         access_log=False,
+        http=server.protocol,  # type: ignore[arg-type]  # called like the class it names
         ws_ping_interval=30,
         ws_ping_timeout=300,
     )

@@ -1,15 +1,24 @@
-"""Preview URLs: `{port}-{sandbox_id}.{domain}` proxied to that port on the sandbox.
+"""Preview URLs: `{port}-{sandbox_id}.{domain}` relayed to that port on the sandbox.
 
-Served on the API's own port by routing on the Host header, as ASGI middleware in front
-of the API: a request for a preview name never reaches the API's routes, every other
-request never pays for more than one suffix check. HTTP/1.1 bodies stream both ways
-(httpx), WebSockets are relayed frame by frame (websockets). The upstream sees
-`Host: localhost:PORT`, which dev servers with host checks (Vite, webpack) accept, plus
-the usual X-Forwarded-* headers.
+A preview connection is paired one to one with a TCP connection to the sandbox and bytes
+are copied between the two as they come (asyncio protocols, with reading paused on
+either side while the other cannot take more). Only request heads are parsed, with
+httptools, to check each request's token, note activity, and rewrite what the upstream
+must not see: the Host becomes `localhost:PORT` (which dev servers with host checks, Vite
+or webpack, accept), the token leaves the header, query and cookie, and X-Forwarded-*
+name the caller. Responses are never parsed, so streaming, server-sent events and a
+WebSocket after its upgrade cost one copy per read. Relaying below ASGI, rather than a
+pooled HTTP client inside it, is what brings the proxy near the upstream's own
+throughput; `sandlot.edge.front` hands a connection here on its first request head.
 
-A token, where the port wants one, comes as the `X-Sandlot-Token` header or as
-`?token=`; the latter also sets a cookie scoped to that preview host, so a browser
-opened on the URL keeps working as it follows links.
+A token, where the port wants one, comes as the `X-Sandlot-Token` header, as `?token=`
+or as the cookie `?token=` sets on that preview host, so a browser opened on the URL keeps
+working as it follows links. The cookie goes into the first response that starts after
+the request that carried the token: clients that wait for each response before the next
+request (browsers, curl, every HTTP library in common use) get it on that response.
+
+Refusals (unknown sandbox, port not exposed, wrong token, nothing listening) are answered
+with Sandlot's JSON error envelope and the connection is then closed.
 """
 
 from __future__ import annotations
@@ -18,296 +27,349 @@ import asyncio
 import contextlib
 import json
 import re
-from collections.abc import AsyncIterator
-from http.cookies import SimpleCookie
-from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from http import HTTPStatus
+from http.cookies import CookieError, SimpleCookie
+from typing import cast
+from urllib.parse import unquote
 
-import httpx
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
+import httptools
 
 from sandlot.core.service import SandboxService
-from sandlot.errors import ConnectFailedError, SandlotError
+from sandlot.errors import ConnectFailedError, InvalidConfigError, SandlotError
 
 TOKEN_HEADER = b"x-sandlot-token"
 TOKEN_COOKIE = "sandlot-token"
 PREVIEW_LABEL = re.compile(r"^(\d{1,5})-(sbx-[a-z0-9]+)$")
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        TOKEN_HEADER,
-    }
-)
 CONNECT_TIMEOUT = 5.0
-UPSTREAM_TIMEOUTS = {"connect": CONNECT_TIMEOUT, "read": None, "write": None, "pool": None}
 """Only connecting is bounded: a dev server may stream (server-sent events) for hours."""
 
 
-class PreviewProxy:
-    def __init__(self, app: ASGIApp, service: SandboxService, domain: str) -> None:
-        self.app = app
+class PreviewRoutes:
+    """Which Host names are previews, and the service that admits requests to them."""
+
+    def __init__(self, service: SandboxService, domain: str) -> None:
         self.service = service
         self.suffix = "." + domain.lower().strip(".")
-        self._transport: httpx.AsyncHTTPTransport | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        target = _preview_of(scope, self.suffix) if scope["type"] != "lifespan" else None
-        if target is None:
-            if scope["type"] == "lifespan":
-                await self.app(scope, receive, self._closing_on_shutdown(send))
-            else:
-                await self.app(scope, receive, send)
-            return
-        port, sandbox_id, host = target
-        token, query, from_query = _token_of(scope)
-        try:
-            address = await self.service.preview_target(sandbox_id, port, token)
-        except SandlotError as exc:
-            await _refuse(scope, send, exc)
-            return
-        upstream = _Upstream(address, port, scope["path"], query, host)
-        if scope["type"] == "websocket":
-            await self._websocket(scope, receive, send, upstream)
-        else:
-            cookie = token if from_query else None
-            await self._http(scope, receive, send, upstream, cookie)
-
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        async def wrapped(message: Message) -> None:
-            if message["type"] == "lifespan.shutdown.complete" and self._transport is not None:
-                await self._transport.aclose()
-            await send(message)
-
-        return wrapped
-
-    @property
-    def transport(self) -> httpx.AsyncHTTPTransport:
-        """httpx's pooled transport without its client layer: no cookie jar shared
-        between sandboxes, no redirects followed, and half the cost per request."""
-        if self._transport is None:
-            self._transport = httpx.AsyncHTTPTransport(
-                limits=httpx.Limits(max_connections=None, max_keepalive_connections=200)
-            )
-        return self._transport
-
-    async def _http(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        upstream: _Upstream,
-        cookie: str | None,
-    ) -> None:
-        headers = upstream.headers(scope)
-        has_body = any(k in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
-        request = httpx.Request(
-            scope["method"],
-            upstream.url("http"),
-            headers=headers,
-            content=_request_body(receive) if has_body else None,
-            extensions={"timeout": UPSTREAM_TIMEOUTS},
-        )
-        try:
-            response = await self.transport.handle_async_request(request)
-        except httpx.TransportError as exc:
-            await _refuse(scope, send, upstream.unreachable(exc))
-            return
-        try:
-            out = [(k.lower(), v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]
-            if cookie is not None:
-                out.append((b"set-cookie", _cookie(cookie)))
-            await send(
-                {"type": "http.response.start", "status": response.status_code, "headers": out}
-            )
-            async for chunk in response.stream:  # type: ignore[union-attr]
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await response.aclose()
-
-    async def _websocket(
-        self, scope: Scope, receive: Receive, send: Send, upstream: _Upstream
-    ) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in upstream.headers(scope)
-            if not k.startswith(b"sec-websocket-") and k != b"host"  # from the URL
-        ]
-        try:
-            inner = await connect(
-                upstream.url("ws"),
-                host=upstream.address,
-                port=upstream.port,
-                additional_headers=headers,
-                subprotocols=scope.get("subprotocols") or None,
-                max_size=None,
-                compression=None,
-                open_timeout=CONNECT_TIMEOUT,
-                user_agent_header=None,
-            )
-        except (OSError, InvalidHandshake, TimeoutError) as exc:
-            status = exc.response.status_code if isinstance(exc, InvalidStatus) else None
-            await send({"type": "websocket.close", "code": 1011 if status is None else 1008})
-            return
-        async with inner:
-            await send({"type": "websocket.accept", "subprotocol": inner.subprotocol})
-            await _relay(receive, send, inner)
+    def target(self, host: bytes) -> tuple[int, str] | None:
+        """(port, sandbox id) when `host` names a preview."""
+        name = host.decode("latin-1").strip().lower().rsplit(":", 1)[0]
+        if not name.endswith(self.suffix):
+            return None
+        match = PREVIEW_LABEL.match(name[: -len(self.suffix)])
+        if match is None or not 0 < int(match[1]) < 65536:
+            return None
+        return int(match[1]), match[2]
 
 
-class _Upstream:
-    """One request's destination inside the sandbox."""
+class PreviewConnection(asyncio.Protocol):
+    """One caller's connection to a preview, relayed to its own upstream connection."""
 
-    def __init__(self, address: str, port: int, path: str, query: str, host: str) -> None:
-        self.address = address
-        self.port = port
-        self.path = path
-        self.query = query
+    def __init__(self, routes: PreviewRoutes, host: bytes) -> None:
+        self.routes = routes
         self.host = host
+        target = routes.target(host)
+        assert target is not None, "handed a connection that is no preview"
+        self.port, self.sandbox_id = target
+        self.loop = asyncio.get_running_loop()
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.upstream: Upstream | None = None
+        self.held: list[bytes] | None = []
+        """Bytes for the upstream while it is being reached (or the sandbox woken)."""
+        self.waking: str | None = None
+        """The token of the request that must wait for the sandbox to be resumed."""
+        self.raw = False
+        self.refusal: SandlotError | None = None
+        self.forwarded: bytes = b""
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.chunked = False
+        self.holds: set[str] = set()
+        """Why reading from the caller is paused: "connect", "wake"."""
+        self.first_cookie: bytes | None = None
+        """The cookie for the upstream connection's first response, once it is made."""
 
-    def url(self, scheme: str) -> str:
-        suffix = f"?{self.query}" if self.query else ""
-        if scheme == "ws":  # connected to the address; the URL only names the Host
-            return f"ws://localhost:{self.port}{self.path}{suffix}"
-        return f"http://{self.address}:{self.port}{self.path}{suffix}"
+    # -- the caller's side
 
-    def headers(self, scope: Scope) -> list[tuple[bytes, bytes]]:
-        kept = [(k, v) for k, v in scope["headers"] if k not in HOP_BY_HOP]
-        kept = [(k, _without_token_cookie(v)) if k == b"cookie" else (k, v) for k, v in kept]
-        client = scope.get("client")
-        forwarded = [
-            (b"host", f"localhost:{self.port}".encode()),
-            (b"x-forwarded-host", self.host.encode()),
-            (b"x-forwarded-proto", scope.get("scheme", "http").encode()),
-        ]
-        if client:
-            forwarded.append((b"x-forwarded-for", client[0].encode()))
-        return [*forwarded, *kept]
-
-    def unreachable(self, exc: Exception) -> ConnectFailedError:
-        return ConnectFailedError(
-            f"nothing answered on port {self.port} of the sandbox ({type(exc).__name__}); "
-            "is the server inside listening on 0.0.0.0?",
-            details={"port": self.port},
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+        peer = transport.get_extra_info("peername")
+        scheme = b"https" if transport.get_extra_info("sslcontext") else b"http"
+        self.forwarded = (
+            b"X-Forwarded-Host: " + self.host + b"\r\nX-Forwarded-Proto: " + scheme + b"\r\n"
         )
+        if isinstance(peer, tuple):
+            self.forwarded += b"X-Forwarded-For: " + str(peer[0]).encode() + b"\r\n"
 
-
-def _preview_of(scope: Scope, suffix: str) -> tuple[int, str, str] | None:
-    """(port, sandbox id, host) when the Host header names a preview."""
-    for key, value in scope["headers"]:
-        if key == b"host":
-            host = value.decode("latin-1").lower()
-            name = host.rsplit(":", 1)[0] if ":" in host else host
-            if not name.endswith(suffix):
-                return None
-            match = PREVIEW_LABEL.match(name[: -len(suffix)])
-            if match is None or not 0 < int(match[1]) < 65536:
-                return None
-            return int(match[1]), match[2], host
-    return None
-
-
-def _token_of(scope: Scope) -> tuple[str | None, str, bool]:
-    """The caller's token, the query string to forward (without the token) and whether the
-    token came in the query."""
-    query = scope.get("query_string", b"").decode("latin-1")
-    if "token=" in query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        token = next((v for k, v in pairs if k == "token"), None)
-        if token is not None:
-            return token, urlencode([(k, v) for k, v in pairs if k != "token"]), True
-    for key, value in scope["headers"]:
-        if key == TOKEN_HEADER:
-            return value.decode("latin-1"), query, False
-    for key, value in scope["headers"]:
-        if key == b"cookie":
-            jar: SimpleCookie = SimpleCookie()
-            with contextlib.suppress(Exception):
-                jar.load(value.decode("latin-1"))
-            if TOKEN_COOKIE in jar:
-                return jar[TOKEN_COOKIE].value, query, False
-    return None, query, False
-
-
-def _without_token_cookie(value: bytes) -> bytes:
-    parts = [p for p in value.split(b";") if not p.strip().startswith(TOKEN_COOKIE.encode() + b"=")]
-    return b";".join(parts).strip()
-
-
-def _cookie(token: str) -> bytes:
-    return f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax".encode()
-
-
-async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
+    def data_received(self, data: bytes) -> None:
+        if self.raw:
+            self._send(data)
             return
-        body: bytes = message.get("body", b"")
-        if body:
-            yield body
-        if not message.get("more_body", False):
-            return
-
-
-async def _refuse(scope: Scope, send: Send, exc: SandlotError) -> None:
-    if scope["type"] == "websocket":
-        await send({"type": "websocket.close", "code": 1008, "reason": exc.message[:120]})
-        return
-    body = json.dumps({"error": exc.to_dict()}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": exc.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _relay(receive: Receive, send: Send, inner: ClientConnection) -> None:
-    """Frames both ways until either side closes; the other side is then closed too."""
-
-    async def outward() -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                await inner.close()
-                return
-            data: Any = (
-                message.get("bytes") if message.get("bytes") is not None else message.get("text")
-            )
-            await inner.send(data)
-
-    async def inward() -> None:
         try:
-            async for data in inner:
-                key = "bytes" if isinstance(data, bytes) else "text"
-                await send({"type": "websocket.send", key: data})
-        except ConnectionClosed:
-            pass
-        code = inner.close_code or 1000
-        with contextlib.suppress(Exception):
-            await send({"type": "websocket.close", "code": code})
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.raw = True  # a WebSocket (or any upgrade): bytes both ways from here
+            self._send(data[upgrade.args[0] :])
+        except httptools.HttpParserError:
+            self.refuse(self.refusal or InvalidConfigError("malformed HTTP request"))
 
-    tasks = [asyncio.create_task(outward()), asyncio.create_task(inward())]
+    def eof_received(self) -> bool:
+        if self.upstream is not None and self.upstream.transport.can_write_eof():
+            self.upstream.transport.write_eof()  # the upstream still answers what it has
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.transport.resume_reading()
+
+    # -- httptools callbacks, one request at a time
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        token, url = _token_in_query(self.url)
+        from_query = token is not None
+        head = [b"%s %s HTTP/%s\r\n" % (self.parser.get_method(), url, _version(self.parser))]
+        head.append(b"Host: localhost:%d\r\n" % self.port)
+        head.append(self.forwarded)
+        self.chunked = False
+        for name, value in self.headers:
+            lower = name.lower()
+            if lower == b"host":
+                if value != self.host and self.routes.target(value) != (self.port, self.sandbox_id):
+                    self.refusal = InvalidConfigError(
+                        "one connection serves one preview; open another for "
+                        + value.decode("latin-1")
+                    )
+                    raise self.refusal
+                continue
+            if lower == TOKEN_HEADER:
+                token = token or value.decode("latin-1")
+                continue
+            if lower == b"cookie":
+                found, value = _token_cookie(value)
+                token = token or found
+                if not value:
+                    continue
+            elif lower == b"transfer-encoding":
+                self.chunked = b"chunked" in value.lower()
+            head.append(b"%s: %s\r\n" % (name, value))
+        head.append(b"\r\n")
+        self._admit(token)
+        if from_query:
+            assert token is not None
+            self._due_cookie(token)
+        self._send(b"".join(head))
+
+    def on_body(self, body: bytes) -> None:
+        if self.chunked:  # httptools hands over the chunks' data; framed again as read
+            self._send(b"%x\r\n%s\r\n" % (len(body), body))
+        else:
+            self._send(body)
+
+    def on_message_complete(self) -> None:
+        if self.chunked:
+            self._send(b"0\r\n\r\n")
+
+    # -- admission and the upstream
+
+    def _admit(self, token: str | None) -> None:
+        """Checks the token and notes activity on every request; a paused sandbox is
+        woken (asynchronously) before anything more goes to it."""
+        if self.waking is not None:
+            return  # the wake-up checks again, with the first request's token
+        try:
+            address = self.routes.service.preview_address(self.sandbox_id, self.port, token)
+        except SandlotError as exc:
+            self.refusal = exc
+            raise
+        if address is None:
+            self.waking = token or ""
+            self._hold("wake")
+            self.loop.create_task(self._wake(self.waking))
+        elif self.upstream is None and "connect" not in self.holds:
+            self._hold("connect")
+            self.loop.create_task(self._connect(address))
+
+    async def _wake(self, token: str) -> None:
+        try:
+            address = await self.routes.service.preview_target(
+                self.sandbox_id, self.port, token or None
+            )
+        except SandlotError as exc:
+            self.refuse(exc)
+            return
+        self.waking = None
+        if self.upstream is None:
+            self._hold("connect")
+            self._release("wake")
+            await self._connect(address)
+        else:
+            self._release("wake")
+            self._flush()
+
+    async def _connect(self, address: str) -> None:
+        try:
+            _, upstream = await asyncio.wait_for(
+                self.loop.create_connection(lambda: Upstream(self), address, self.port),
+                CONNECT_TIMEOUT,
+            )
+        except (OSError, TimeoutError) as exc:
+            self.refuse(
+                ConnectFailedError(
+                    f"nothing answered on port {self.port} of the sandbox "
+                    f"({type(exc).__name__}); is the server inside listening on 0.0.0.0?",
+                    details={"port": self.port},
+                )
+            )
+            return
+        if self.transport is None or self.transport.is_closing():
+            upstream.transport.close()
+            return
+        self.upstream = upstream
+        self._release("connect")
+        self._flush()
+
+    def _flush(self) -> None:
+        if self.upstream is None or self.waking is not None or self.held is None:
+            return
+        self.upstream.transport.write(b"".join(self.held))
+        self.held = None
+
+    def _send(self, data: bytes) -> None:
+        if self.held is not None:
+            self.held.append(data)
+        elif self.upstream is not None and data:
+            self.upstream.transport.write(data)
+
+    def _due_cookie(self, token: str) -> None:
+        cookie = f"{TOKEN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax"
+        if self.upstream is not None:
+            self.upstream.cookie = cookie.encode()
+        else:
+            self.first_cookie = cookie.encode()
+
+    def _hold(self, reason: str) -> None:
+        if not self.holds and self.transport is not None:
+            self.transport.pause_reading()
+        self.holds.add(reason)
+        if self.held is None:
+            self.held = []
+
+    def _release(self, reason: str) -> None:
+        self.holds.discard(reason)
+        if not self.holds and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def refuse(self, exc: SandlotError) -> None:
+        """The error envelope, then the end of the connection."""
+        if self.transport is None or self.transport.is_closing():
+            return
+        body = json.dumps({"error": exc.to_dict()}).encode()
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+            b"Connection: close\r\n\r\n%s" % (exc.status, _reason(exc.status), len(body), body)
+        )
+        self.transport.close()
+
+
+class Upstream(asyncio.Protocol):
+    """The sandbox's side: what it sends goes to the caller unparsed."""
+
+    def __init__(self, caller: PreviewConnection) -> None:
+        self.caller = caller
+        self.cookie = caller.first_cookie
+        self.transport: asyncio.Transport
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
+
+    def data_received(self, data: bytes) -> None:
+        out = self.caller.transport
+        assert out is not None
+        if self.cookie is not None:
+            line_end = data.find(b"\r\n")
+            if line_end < 0:  # a status line split across reads: rare enough to not wait
+                line_end = len(data)
+            data = (
+                data[: line_end + 2]
+                + b"Set-Cookie: "
+                + self.cookie
+                + b"\r\n"
+                + data[line_end + 2 :]
+            )
+            self.cookie = None
+        out.write(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.caller.transport is not None:
+            self.caller.transport.close()
+
+    def pause_writing(self) -> None:
+        if self.caller.transport is not None:
+            self.caller.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.caller.transport is not None and not self.caller.holds:
+            self.caller.transport.resume_reading()
+
+
+def _version(parser: httptools.HttpRequestParser) -> bytes:
+    return parser.get_http_version().encode()
+
+
+def _token_in_query(url: bytes) -> tuple[str | None, bytes]:
+    """The token given as `?token=` and the URL without it; other parameters are left
+    exactly as sent."""
+    path, sep, query = url.partition(b"?")
+    if not sep or b"token=" not in query:
+        return None, url
+    token = None
+    kept = []
+    for part in query.split(b"&"):
+        if part.startswith(b"token=") and token is None:
+            token = unquote(part[6:].decode("latin-1").replace("+", " "))
+        else:
+            kept.append(part)
+    return token, path + (b"?" + b"&".join(kept) if kept else b"")
+
+
+def _token_cookie(value: bytes) -> tuple[str | None, bytes]:
+    """The token cookie's value and the Cookie header without it."""
+    if TOKEN_COOKIE.encode() not in value:
+        return None, value
+    jar: SimpleCookie = SimpleCookie()
+    with contextlib.suppress(CookieError):
+        jar.load(value.decode("latin-1"))
+    token = jar[TOKEN_COOKIE].value if TOKEN_COOKIE in jar else None
+    prefix = TOKEN_COOKIE.encode() + b"="
+    parts = [p for p in value.split(b";") if not p.strip().startswith(prefix)]
+    return token, b";".join(parts).strip()
+
+
+def _reason(status: int) -> bytes:
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b"Error"
