@@ -66,6 +66,41 @@ while True:
 """
 
 
+HTTP_ECHO = r"""
+import json
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def body(self):
+        if self.headers.get("transfer-encoding", "").lower() != "chunked":
+            return self.rfile.read(int(self.headers.get("content-length") or 0))
+        data = b""
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            data += self.rfile.read(size)
+            self.rfile.readline()
+        self.rfile.readline()
+        return data
+
+    def do_GET(self):
+        self.answer(b"")
+
+    def do_POST(self):
+        self.answer(self.body())
+
+    def answer(self, body):
+        seen = {"path": self.path, "peer": self.client_address[1], "headers": dict(self.headers)}
+        self.send_response(200)
+        self.send_header("x-seen", json.dumps(seen))
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+ThreadingHTTPServer(("0.0.0.0", 8080), Echo).serve_forever()
+"""
+
+
 def _octet() -> int:
     return 100 + secrets.randbelow(150)
 
@@ -266,6 +301,42 @@ def test_a_preview_request_wakes_a_paused_sandbox(
         r = preview(net_server, sbx.id, 8000, "/hostname", timeout=60)
         assert r.status_code == 200 and r.text.strip() == sbx.id
         assert sbx.refresh().status == "running"
+
+
+def test_preview_requests_reach_the_sandbox_intact(
+    net_client: Sandlot, net_server: ServerProcess
+) -> None:
+    """One caller connection is one upstream connection; heads are rewritten, bodies
+    (chunked or not, larger than any buffer) arrive as sent."""
+    with Sandbox.create(client=net_client) as sbx:
+        sbx.files.write("/tmp/echo.py", HTTP_ECHO)
+        sbx.commands.run("exec python3 /tmp/echo.py", background=True)
+        host = f"8080-{sbx.id}.sandboxes.localhost:{net_server.port}"
+        base = f"http://127.0.0.1:{net_server.port}"
+        with httpx.Client(headers={"Host": host}, trust_env=False, timeout=10) as http:
+            deadline = time.monotonic() + 10
+            while (first := http.get(f"{base}/")).status_code != 200:
+                assert time.monotonic() < deadline, first.text
+                time.sleep(0.2)
+            r = http.get(f"{base}/q?a=1&token=t0k&b=%20x", headers={"X-Sandlot-Token": "t1"})
+            seen = json.loads(r.headers["x-seen"])
+            assert seen["path"] == "/q?a=1&b=%20x"
+            assert "sandlot-token=t0k" in r.headers["set-cookie"]
+            headers = {k.lower(): v for k, v in seen["headers"].items()}
+            assert headers["host"] == "localhost:8080"
+            assert headers["x-forwarded-host"] == host
+            assert headers["x-forwarded-for"] == "127.0.0.1"
+            assert "x-sandlot-token" not in headers
+            big = secrets.token_bytes(3 * 1024 * 1024)
+            assert http.post(f"{base}/", content=big).content == big
+            chunks = [secrets.token_bytes(n) for n in (1, 70_000, 5)]
+            assert http.post(f"{base}/", content=iter(chunks)).content == b"".join(chunks)
+            peers = {json.loads(http.get(f"{base}/").headers["x-seen"])["peer"] for _ in range(5)}
+            assert peers == {seen["peer"]}, "one upstream connection per caller connection"
+            other = http.get(f"{base}/health", headers={"Host": "127.0.0.1"})
+            assert other.status_code == 400, "a preview connection stays with its preview"
+            assert other.json()["error"]["code"] == "INVALID_CONFIG"
+        assert httpx.get(f"{base}/health", trust_env=False).status_code == 200
 
 
 def test_websocket_through_the_preview_proxy(
