@@ -49,7 +49,7 @@ from sandlot.runtime.cgroups import (
 from sandlot.runtime.criu import CriuCheck, find_criu
 from sandlot.runtime.disks import bytes_used, copy_disk, create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mount_overlay, mounts_under, syncfs, unmount
-from sandlot.runtime.reaping import become_subreaper, reap
+from sandlot.runtime.reaping import become_subreaper, is_zombie, reap
 from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage, host_cpus
 
 AGENT_DIR = Path(sandlot.agent.__file__).parent
@@ -368,6 +368,11 @@ class OciRuntime:
 
     async def destroy(self, sandbox_id: str) -> None:
         init_pid = await self._init_pid(sandbox_id)
+        if init_pid is None:
+            # An init that died on its own is no longer in runc's state, but its zombie
+            # (ours, as subreaper) still holds the pid the pid file names.
+            dead = self.init_pid(sandbox_id)
+            init_pid = dead if dead is not None and is_zombie(dead) else None
         await self._runc("delete", "--force", sandbox_id, check=False)
         await kill_cgroup(self.cgroup_path(sandbox_id))
         if init_pid is not None:

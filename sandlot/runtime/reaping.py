@@ -40,10 +40,10 @@ def _collected(pid: int) -> bool:
         done, _ = os.waitpid(pid, os.WNOHANG)
         return done != 0
     except ChildProcessError:
-        return not os.path.exists(f"/proc/{pid}") or _is_zombie(pid)
+        return not os.path.exists(f"/proc/{pid}") or is_zombie(pid)
 
 
-def _is_zombie(pid: int) -> bool:
+def is_zombie(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().rsplit(")", 1)[1].split()[0] == "Z"
