@@ -157,6 +157,10 @@ class NetworkManager:
         if attached is not None:
             address = str(attached.address.ip)
             self._by_address.pop(address, None)
+        if address is None:
+            # A crash between leasing the address and storing it leaves only the lease
+            # to say whose it is.
+            address = next((a for a, owner in self.addresses.owned() if owner == sandbox_id), None)
         await firewall.apply(firewall.remove_table(self._table(sandbox_id)))
         await asyncio.to_thread(links.delete_link, links.host_ifname(sandbox_id))
         await asyncio.to_thread(netns.remove, self.netns_path(sandbox_id))
