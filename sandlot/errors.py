@@ -23,6 +23,7 @@ mean one thing on the wire and another in Python.
     ├── RateLimitedError              RATE_LIMITED         429 (retryable)
     ├── ResourceExhaustedError        RESOURCE_EXHAUSTED   503 (retryable)
     ├── SandboxUnavailableError       SANDBOX_UNAVAILABLE  503 (retryable)
+    ├── StoreUnavailableError         STORE_UNAVAILABLE    503 (retryable)
     ├── ConnectFailedError            CONNECT_FAILED       502
     ├── CommandTimeoutError           SANDBOX_TIMEOUT      504
     └── InternalError                 INTERNAL             500 (retryable)
@@ -176,6 +177,15 @@ class CommandTimeoutError(SandlotError):
     @property
     def stderr(self) -> str:
         return str(self.details.get("stderr", ""))
+
+
+class StoreUnavailableError(SandlotError):
+    """The server's database refused a change: locked by another writer, read-only, or
+    on a full disk. It clears when the store can be written again."""
+
+    code = "STORE_UNAVAILABLE"
+    status = 503
+    default_retryable = True
 
 
 class InternalError(SandlotError):

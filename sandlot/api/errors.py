@@ -8,10 +8,17 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from sandlot.api.schemas import ErrorEnvelope
-from sandlot.errors import InternalError, InvalidConfigError, NotFoundError, SandlotError
+from sandlot.errors import (
+    InternalError,
+    InvalidConfigError,
+    NotFoundError,
+    SandlotError,
+    StoreUnavailableError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +67,15 @@ def install_error_handlers(app: FastAPI) -> None:
         if err.status_code == 404:
             return error_response(_NoRoute(f"no such route: {err.detail}"))
         return error_response(InvalidConfigError(str(err.detail)))
+
+    @app.exception_handler(OperationalError)
+    async def _store(_request: Request, err: OperationalError) -> JSONResponse:
+        # The driver's own words ("database is locked", "disk is full") say what to fix;
+        # the statement and its parameters stay in the log.
+        log.warning("the store refused a request: %s", err)
+        return error_response(
+            StoreUnavailableError(f"the server's store refused the change: {err.orig}; retry")
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, err: Exception) -> JSONResponse:
