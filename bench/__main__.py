@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core, lifecycle, metrics, network, processes, runtimes, ssh
+from bench import core, lifecycle, load, metrics, network, processes, runtimes, ssh
 
 
 def main() -> None:
@@ -34,6 +34,13 @@ def main() -> None:
     runtimes_parser = sub.add_parser("runtimes", help="oci (runc) and runsc (gVisor) side by side")
     runtimes_parser.add_argument("--runs", type=int, default=10)
     runtimes_parser.add_argument("--file-mib", type=int, default=50)
+    load_parser = sub.add_parser(
+        "load", help="many sandboxes, execs across them, and a soak of mixed operations"
+    )
+    load_parser.add_argument("--idle", type=int, default=200)
+    load_parser.add_argument("--execs", type=int, default=1000)
+    load_parser.add_argument("--soak-minutes", type=float, default=10)
+    load_parser.add_argument("--soak-workers", type=int, default=4)
     args = parser.parse_args()
     if args.suite == "core":
         core.run(runs=args.runs, file_mib=args.file_mib)
@@ -47,6 +54,8 @@ def main() -> None:
         ssh.run(runs=args.runs, file_mib=args.file_mib)
     elif args.suite == "runtimes":
         runtimes.run(runs=args.runs, file_mib=args.file_mib)
+    elif args.suite == "load":
+        load.run(args.idle, args.execs, args.soak_minutes, args.soak_workers)
     elif args.suite == "network":
         network.run(runs=args.runs, seconds=args.seconds, connections=args.connections)
 
