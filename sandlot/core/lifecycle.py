@@ -13,10 +13,12 @@ restore cut short) into one whole state, old or new.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -181,9 +183,11 @@ class Lifecycle:
             # Its processes run again: that is the state now, whatever happens next.
             resumed = self._resumed(view, reason)
             try:
+                # The agent answers on a unix socket, not the network: both at once.
+                steps: list[Awaitable[Any]] = [svc.reconnect(sandbox_id)]
                 if view.pause_mode == CHECKPOINT:
-                    await self._plug(sandbox_id)
-                await svc.reconnect(sandbox_id)
+                    steps.append(self._plug(sandbox_id))
+                await asyncio.gather(*steps)
             except (BackendError, OSError, SandlotError) as exc:
                 raise SandboxUnavailableError(
                     f"{sandbox_id} resumed but could not be reached yet: {exc}",
