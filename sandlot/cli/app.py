@@ -68,7 +68,9 @@ sandbox_app.command("ssh")(sandbox_ssh)
 sandbox_app.command("expose")(expose)
 sandbox_app.command("ports")(ports)
 sandbox_app.command("unexpose")(unexpose)
-for command in (pause, resume, snapshot, snapshots, unsnapshot, rollback, branch):
+sandbox_app.command("pause")(pause)
+sandbox_app.command("resume")(resume)
+for command in (snapshot, snapshots, unsnapshot, rollback, branch):
     sandbox_app.command(command.__name__)(command)
 sandbox_app.command("set-timeout")(set_timeout)
 

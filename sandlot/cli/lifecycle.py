@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -11,7 +11,7 @@ from sandlot.cli.connection import ApiKey, ApiUrl, Json, open_client
 from sandlot.cli.output import print_json, reporting_errors, sandbox_details
 
 if TYPE_CHECKING:
-    from sandlot.sdk import SandboxInfo, SnapshotInfo
+    from sandlot.sdk import Sandbox, SandboxInfo, SnapshotInfo
 
 SandboxId = Annotated[
     str, typer.Argument(help="Sandbox id, e.g. sbx-7k2m9p4q1x.", metavar="ID", show_default=False)
@@ -28,30 +28,29 @@ def _show(info: SandboxInfo, json_output: bool) -> None:
         sandbox_details(info)
 
 
-def pause(
-    ctx: typer.Context,
-    sandbox_id: SandboxId,
-    json_output: Json = False,
-    api_url: ApiUrl = None,
-    api_key: ApiKey = None,
-) -> None:
-    """Pause a sandbox: its processes go to disk (or freeze where CRIU is missing)."""
-    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
-        info = client.sandboxes.get(sandbox_id).pause()
-    _show(info, json_output)
+def _state_change(method: Callable[[Sandbox], SandboxInfo], doc: str) -> Callable[..., None]:
+    """A command that takes a sandbox id, changes its state and shows the result."""
+
+    def command(
+        ctx: typer.Context,
+        sandbox_id: SandboxId,
+        json_output: Json = False,
+        api_url: ApiUrl = None,
+        api_key: ApiKey = None,
+    ) -> None:
+        with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
+            info = method(client.sandboxes.get(sandbox_id))
+        _show(info, json_output)
+
+    command.__doc__ = doc
+    return command
 
 
-def resume(
-    ctx: typer.Context,
-    sandbox_id: SandboxId,
-    json_output: Json = False,
-    api_url: ApiUrl = None,
-    api_key: ApiKey = None,
-) -> None:
-    """Resume a paused sandbox exactly as it was."""
-    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
-        info = client.sandboxes.get(sandbox_id).resume()
-    _show(info, json_output)
+pause = _state_change(
+    lambda sbx: sbx.pause(),
+    "Pause a sandbox: its processes go to disk (or freeze where CRIU is missing).",
+)
+resume = _state_change(lambda sbx: sbx.resume(), "Resume a paused sandbox exactly as it was.")
 
 
 def set_timeout(
