@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from sandlot import Sandbox, Sandlot
-from sandlot.errors import ResourceExhaustedError
+from sandlot.errors import InvalidStateError, ResourceExhaustedError
 from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.oci import OciRuntime
 from sandlot.testing import ServerProcess
@@ -194,6 +194,28 @@ def test_snapshot_quota_refuses_with_resource_exhausted(tmp_path: Path) -> None:
             assert not refused.value.retryable
             sbx.snapshots.delete("only")
             sbx.snapshots.create("fits-again", memory=False)
+    finally:
+        srv.destroy_all()
+        srv.stop()
+
+
+def test_without_auto_resume_calls_on_a_paused_sandbox_are_refused(tmp_path: Path) -> None:
+    srv = ServerProcess(
+        tmp_path / "data",
+        extra_env={"SANDLOT_WARM_POOL_SIZE": "0", "SANDLOT_AUTO_RESUME": "false"},
+    )
+    srv.data_dir.mkdir()
+    srv.start()
+    try:
+        with connect(srv) as client, Sandbox.create(client=client) as sbx:
+            sbx.pause()
+            with pytest.raises(InvalidStateError) as refused:
+                sbx.commands.run("true")
+            assert not refused.value.retryable
+            assert "paused" in refused.value.message
+            assert sbx.refresh().status == "paused"
+            sbx.resume()
+            assert sbx.commands.run("echo ok").stdout == "ok\n"
     finally:
         srv.destroy_all()
         srv.stop()
