@@ -43,6 +43,11 @@ class Settings(BaseSettings):
         description='"oci": containers under runc; "runsc": the same under gVisor\'s '
         "user-space kernel, for untrusted code.",
     )
+    runtimes: list[Literal["oci", "runsc"]] = Field(
+        default_factory=list,
+        description="Other backends a sandbox may ask for at create (`runtime`), besides "
+        "`runtime`, the default; empty offers the default alone.",
+    )
     oci_binary: str = "runc"
     runsc_platform: Literal["systrap", "ptrace", "kvm"] = Field(
         default="systrap", description="How gVisor intercepts system calls (runsc --platform)."

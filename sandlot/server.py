@@ -29,6 +29,7 @@ from sandlot.network.manager import NetworkConfig, NetworkManager
 from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.base import Runtime
 from sandlot.runtime.catalog import describe_runtimes
+from sandlot.runtime.multi import MultiRuntime
 from sandlot.runtime.oci import OciRuntime, run_root_for
 from sandlot.runtime.runsc import RunscRuntime, runsc_version
 from sandlot.store import keys
@@ -46,7 +47,15 @@ SSH_FAILURES_BURST = 10
 
 
 def make_runtime(settings: Settings) -> Runtime:
-    if settings.runtime == "runsc":
+    """The default backend and every other one the operator offers, behind one router."""
+    names = dict.fromkeys([settings.runtime, *settings.runtimes])
+    return MultiRuntime(
+        settings.data_dir, [_backend(settings, name) for name in names], settings.runtime
+    )
+
+
+def _backend(settings: Settings, name: str) -> OciRuntime:
+    if name == "runsc":
         if runsc_version() is None:
             raise InvalidConfigError(
                 "runtime runsc needs gVisor's runsc: run scripts/setup, or "
@@ -149,7 +158,7 @@ def build_server(settings: Settings) -> Server:
     if telemetry is not None:
         telemetry.instrument(app)
     app.state.runtimes = describe_runtimes(
-        runtime.name,
+        runtime.backends,
         network=settings.network_enabled,
         runsc_platform=settings.runsc_platform,
         oci_binary=settings.oci_binary,

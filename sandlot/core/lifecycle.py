@@ -110,10 +110,9 @@ class Lifecycle:
         self.patches = Patcher(self)
         snapshots_root.mkdir(parents=True, exist_ok=True)
 
-    @property
-    def mode(self) -> str:
-        """How pauses are held on this host: checkpoints wherever CRIU works."""
-        if self.pause_mode == FREEZE or not self.runtime.can_checkpoint:
+    def mode(self, sandbox_id: str) -> str:
+        """How the sandbox's pauses are held: checkpoints wherever its backend can."""
+        if self.pause_mode == FREEZE or not self.runtime.capabilities_of(sandbox_id).checkpoint:
             return FREEZE
         return CHECKPOINT
 
@@ -128,7 +127,7 @@ class Lifecycle:
             if view.status is SandboxStatus.PAUSED:
                 return view
             require_running(sandbox_id, view.status)
-            mode = self.mode
+            mode = self.mode(sandbox_id)
             svc._set_status(
                 sandbox_id,
                 SandboxStatus.PAUSED,
@@ -220,14 +219,15 @@ class Lifecycle:
         """Pause running sandboxes that nothing has touched for their idle timeout.
 
         CPU use above IDLE_CPU_PERCENT counts as activity, so a long build with nobody
-        watching is left alone.
+        watching is left alone, and so does a connected interactive client (`hold`):
+        a quiet SSH shell is someone reading, not an abandoned sandbox.
         """
         svc = self.service
         now = time.monotonic()
         with svc.db.session() as s:
             rows = [(r.id, r.idle_timeout) for r in sandbox_rows.live(s) if r.status == "running"]
         for sandbox_id, idle_timeout in rows:
-            if idle_timeout <= 0:
+            if idle_timeout <= 0 or svc.holds[sandbox_id]:
                 continue
             figures = svc.sampler.latest.get(sandbox_id, {})
             if figures.get("cpuPercent", 0.0) > IDLE_CPU_PERCENT:
@@ -294,13 +294,13 @@ class Lifecycle:
         description: str | None = None,
     ) -> SnapshotView:
         svc = self.service
-        if memory and not self.runtime.can_checkpoint:
+        caps = self.runtime.capabilities_of(sandbox_id)
+        if memory and not caps.checkpoint:
             raise InvalidConfigError(
-                "this server cannot take memory snapshots: "
-                f"{self.runtime.capabilities.checkpoint_problem}; take a filesystem "
-                "snapshot with memory=false"
+                f"{self.runtime.backend_of(sandbox_id)} cannot take memory snapshots here: "
+                f"{caps.checkpoint_problem}; take a filesystem snapshot with memory=false"
             )
-        with_memory = self.runtime.can_checkpoint if memory is None else memory
+        with_memory = caps.checkpoint if memory is None else memory
         await svc.session(org_id, sandbox_id)  # resumes a paused sandbox
         async with svc.lock(sandbox_id):
             view = svc.get(org_id, sandbox_id)

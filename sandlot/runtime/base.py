@@ -57,7 +57,17 @@ class Runtime(Protocol):
         """Whether `checkpoint`, `restore` and memory snapshots work on this host."""
 
     @property
-    def capabilities(self) -> Capabilities: ...
+    def capabilities(self) -> Capabilities:
+        """The default backend's: what a sandbox gets unless it asks for another."""
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends a sandbox may be created on, the default first."""
+
+    def backend_of(self, sandbox_id: str) -> str: ...
+
+    def capabilities_of(self, sandbox_id: str) -> Capabilities:
+        """What the backend running this sandbox can do."""
 
     async def create(self, spec: SandboxSpec, snapshot: Path | None = None) -> None:
         """Build the sandbox's filesystem and start its agent as PID 1; with `snapshot`

@@ -20,6 +20,8 @@ class RuntimeInfo:
     """Its binary is installed here."""
     default: bool
     """New sandboxes run on it."""
+    offered: bool
+    """A sandbox may ask for it at create."""
     version: str | None
     checkpoint: bool
     memory_snapshots: bool
@@ -28,11 +30,14 @@ class RuntimeInfo:
     checkpoint_problem: str | None
 
     @classmethod
-    def of(cls, name: str, caps: Capabilities, version: str | None, default: bool) -> RuntimeInfo:
+    def of(
+        cls, name: str, caps: Capabilities, version: str | None, offered: tuple[str, ...]
+    ) -> RuntimeInfo:
         return cls(
             name=name,
             available=version is not None,
-            default=default,
+            default=offered[:1] == (name,),
+            offered=name in offered,
             version=version,
             checkpoint=caps.checkpoint,
             memory_snapshots=caps.checkpoint,
@@ -43,17 +48,22 @@ class RuntimeInfo:
 
 
 def describe_runtimes(
-    default: str, *, network: bool, runsc_platform: str, oci_binary: str, criu: str | None
+    offered: tuple[str, ...],
+    *,
+    network: bool,
+    runsc_platform: str,
+    oci_binary: str,
+    criu: str | None,
 ) -> list[RuntimeInfo]:
     return [
         RuntimeInfo.of(
-            "oci", oci_capabilities(find_criu(criu)), _runc_version(oci_binary), default == "oci"
+            "oci", oci_capabilities(find_criu(criu)), _runc_version(oci_binary), offered
         ),
         RuntimeInfo.of(
             "runsc",
             runsc_capabilities(network, runsc_platform),
             runsc_version(),
-            default == "runsc",
+            offered,
         ),
     ]
 

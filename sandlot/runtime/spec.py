@@ -31,6 +31,8 @@ class SandboxSpec:
     cpus: str | None = None  # cpuset, e.g. "0-1"; None lets the kernel place it
     nameserver: str | None = None
     """The resolver written to /etc/resolv.conf; None keeps the template's."""
+    runtime: str | None = None
+    """The backend to run it on; None: a snapshot's own, else the server's default."""
 
 
 @dataclass(frozen=True)

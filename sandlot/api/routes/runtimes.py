@@ -16,7 +16,8 @@ class RuntimeOut(Model):
 
     name: str = Field(description='"oci" (runc containers) or "runsc" (gVisor).')
     available: bool = Field(description="Installed on this host.")
-    default: bool = Field(description="New sandboxes run on it.")
+    default: bool = Field(description="New sandboxes run on it unless they ask for another.")
+    offered: bool = Field(description="A sandbox may ask for it (`runtime` on create).")
     version: str | None
     checkpoint: bool = Field(description="Pauses go to disk; rollbacks keep processes.")
     memory_snapshots: bool = Field(description="Snapshots and branches keep processes.")
