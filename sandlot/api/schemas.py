@@ -172,6 +172,12 @@ class CreateSandboxIn(Model):
         description="Start from this snapshot (its template, resources, disk and, where "
         "it holds them, processes); `template` and `resources` are then ignored.",
     )
+    runtime: str | None = Field(
+        default=None,
+        max_length=32,
+        description='The backend to run on ("oci", "runsc"), among those `GET /v1/runtimes` '
+        "lists as offered; default: the server's. A branch (`snapshot`) runs on its snapshot's.",
+    )
 
     @field_validator("env")
     @classmethod
@@ -204,6 +210,7 @@ class CreateSandboxIn(Model):
             timeout=self.timeout,
             password=self.password,
             network=(self.network or NetworkIn()).to_policy(),
+            runtime=self.runtime,
         )
 
 
@@ -258,6 +265,9 @@ class SandboxOut(Model):
     )
     paused_ms: int = Field(default=0, description="Time spent paused in earlier pauses.")
     snapshot_id: str | None = Field(default=None, description="The snapshot it branched from.")
+    runtime: str | None = Field(
+        default=None, description='The backend it runs on ("oci", "runsc").'
+    )
 
     @classmethod
     def of(cls, view: SandboxView) -> SandboxOut:

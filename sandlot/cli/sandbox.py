@@ -134,6 +134,13 @@ def create(
     egress_deny: Annotated[
         list[str] | None, typer.Option(help="Domain or IPv4 CIDR kept in, repeatable.")
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="Backend: oci or runsc (gVisor), among those the server offers.",
+            show_default="the server's",
+        ),
+    ] = None,
     json_output: Json = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -151,6 +158,7 @@ def create(
             timeout=timeout,
             password=password,
             network=network_request(egress_default, egress_allow, egress_deny),
+            runtime=runtime,
         )
     if json_output:
         print_json(sbx.info.to_api())

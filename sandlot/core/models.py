@@ -25,6 +25,8 @@ class CreateSandbox:
     """For SSH logins; the service stores only its hash."""
     snapshot_id: str | None = None
     """Start from this snapshot (a branch) instead of the template's clean root."""
+    runtime: str | None = None
+    """The backend to run on; None: the snapshot's, else the server's default."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,8 @@ class SandboxView:
     """Time spent paused before the current pause, if any."""
     snapshot_id: str | None = None
     """The snapshot this sandbox was branched from."""
+    runtime: str | None = None
+    """The backend it runs on ("oci", "runsc")."""
 
     @classmethod
     def of(cls, row: SandboxRow) -> SandboxView:
@@ -76,6 +80,7 @@ class SandboxView:
             paused_at=row.paused_at,
             paused_ms=row.paused_ms or 0,
             snapshot_id=row.snapshot_id,
+            runtime=row.runtime,
         )
 
 

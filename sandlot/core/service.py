@@ -131,13 +131,17 @@ class SandboxService:
     # ---- lifecycle -------------------------------------------------------------------
 
     async def create(self, org_id: str, request: CreateSandbox) -> SandboxView:
+        self._check_runtime(request.runtime)
         snapshot: Path | None = None
         if request.snapshot_id is not None:
             template, snapshot = self.lifecycle.source_of(org_id, request.snapshot_id)
             warm = None
         else:
             template = self.templates.get(request.template)
-            warm = self.pool.take(template, request.resources) if self.pool else None
+            warm = None
+            # The pool holds sandboxes of the default backend only.
+            if self.pool is not None and request.runtime in (None, self.runtime.name):
+                warm = self.pool.take(template, request.resources)
         sandbox_id = warm.sandbox_id if warm is not None else ids.new_sandbox_id()
         try:
             cpus = await self._admit(org_id, sandbox_id, template, request)
@@ -154,6 +158,7 @@ class SandboxService:
                 session = warm.session
             else:
                 spec = template_spec(template, sandbox_id, request.resources, cpus)
+                spec = dataclasses.replace(spec, runtime=request.runtime)
                 session = await start_sandbox(
                     self.runtime,
                     self._connect,
@@ -179,8 +184,20 @@ class SandboxService:
             sandbox_id,
             SandboxStatus.RUNNING,
             started=True,
-            changes={"snapshot_id": request.snapshot_id},
+            changes={
+                "snapshot_id": request.snapshot_id,
+                "runtime": self.runtime.backend_of(sandbox_id),
+            },
         )
+
+    def _check_runtime(self, name: str | None) -> None:
+        offered = self.runtime.backends
+        if name is not None and name not in offered:
+            raise InvalidConfigError(
+                f"runtime {name!r} is not offered by this server; available: "
+                f"{', '.join(offered)} (the operator lists more in the `runtimes` setting)",
+                details={"runtime": name, "available": list(offered)},
+            )
 
     async def _admit(
         self, org_id: str, sandbox_id: str, template: Template, request: CreateSandbox

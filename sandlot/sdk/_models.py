@@ -68,6 +68,8 @@ class SandboxInfo(_Model):
     paused_ms: int = 0
     snapshot_id: str | None = None
     """The snapshot this sandbox was branched from."""
+    runtime: str | None = None
+    """The backend it runs on ("oci", "runsc")."""
 
 
 class CommandResult(_Model):
@@ -239,6 +241,8 @@ class RuntimeInfo(_Model):
     name: str
     available: bool
     default: bool
+    offered: bool = False
+    """A sandbox may ask for it (`runtime=` on create)."""
     version: str | None = None
     checkpoint: bool
     memory_snapshots: bool

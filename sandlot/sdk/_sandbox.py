@@ -81,6 +81,7 @@ def _create_call(
     timeout: int | None,
     password: str | None = None,
     network: Mapping[str, object] | None = None,
+    runtime: str | None = None,
 ) -> Call[SandboxInfo]:
     body: dict[str, object] = {
         "template": template,
@@ -94,6 +95,8 @@ def _create_call(
         body["password"] = password
     if network is not None:
         body["network"] = dict(network)
+    if runtime is not None:
+        body["runtime"] = runtime
     return Call("POST", "/v1/sandboxes", parse=SandboxInfo.model_validate, json=body)
 
 
@@ -226,6 +229,7 @@ class Sandbox(_SandboxBase[SyncTransport]):
         timeout: int | None = None,
         password: str | None = None,
         network: Mapping[str, object] | None = None,
+        runtime: str | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         client: Sandlot | None = None,
@@ -237,10 +241,12 @@ class Sandbox(_SandboxBase[SyncTransport]):
         it that many seconds after start (`None`: no limit). `password` lets
         `ssh SANDBOX_ID@host` log in with it (the server keeps only a hash). `network`
         is the egress policy and automatic preview ports (see `update_network`).
+        `runtime` picks the backend ("oci", "runsc") among those the server offers
+        (`Sandlot.runtimes()`); `None` takes the server's default.
         """
         _reject_mixed(client, api_url, api_key)
         call = _create_call(
-            template, resources, env, metadata, idle_timeout, timeout, password, network
+            template, resources, env, metadata, idle_timeout, timeout, password, network, runtime
         )
         if client is not None:
             return _open(cls, client._transport, call, owned=False)
@@ -516,6 +522,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         timeout: int | None = None,
         password: str | None = None,
         network: Mapping[str, object] | None = None,
+        runtime: str | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         client: AsyncSandlot | None = None,
@@ -526,7 +533,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         """
         _reject_mixed(client, api_url, api_key)
         call = _create_call(
-            template, resources, env, metadata, idle_timeout, timeout, password, network
+            template, resources, env, metadata, idle_timeout, timeout, password, network, runtime
         )
         if client is not None:
             return AsyncSandboxCreation(_aopen(cls, client._transport, call, owned=False))
@@ -804,9 +811,10 @@ class Sandboxes:
         timeout: int | None = None,
         password: str | None = None,
         network: Mapping[str, object] | None = None,
+        runtime: str | None = None,
     ) -> Sandbox:
         call = _create_call(
-            template, resources, env, metadata, idle_timeout, timeout, password, network
+            template, resources, env, metadata, idle_timeout, timeout, password, network, runtime
         )
         return _open(Sandbox, self._transport, call, owned=False)
 
@@ -841,9 +849,10 @@ class AsyncSandboxes:
         timeout: int | None = None,
         password: str | None = None,
         network: Mapping[str, object] | None = None,
+        runtime: str | None = None,
     ) -> AsyncSandboxCreation:
         call = _create_call(
-            template, resources, env, metadata, idle_timeout, timeout, password, network
+            template, resources, env, metadata, idle_timeout, timeout, password, network, runtime
         )
         return AsyncSandboxCreation(_aopen(AsyncSandbox, self._transport, call, owned=False))
 

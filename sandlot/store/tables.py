@@ -95,6 +95,8 @@ class SandboxRow(Base):
     paused_at: Mapped[datetime | None] = mapped_column(nullable=True)
     paused_ms: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     snapshot_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The backend it runs on; None for sandboxes made before it was recorded.
+    runtime: Mapped[str | None] = mapped_column(String(16), nullable=True)
     # SSH: the sandbox's own password, hashed; None refuses password logins.
     password_hash: Mapped[str | None] = mapped_column(String(256), nullable=True)
     # Network: the egress/ingress policy as the API took it, and the sandbox's address.

@@ -1,0 +1,25 @@
+"""The backend each sandbox runs on ("oci", "runsc"); None for sandboxes made before.
+
+Revision ID: 0007
+Revises: 0006
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0006"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("sandboxes") as batch:
+        batch.add_column(sa.Column("runtime", sa.String(16), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("sandboxes") as batch:
+        batch.drop_column("runtime")
