@@ -219,14 +219,15 @@ class Lifecycle:
         """Pause running sandboxes that nothing has touched for their idle timeout.
 
         CPU use above IDLE_CPU_PERCENT counts as activity, so a long build with nobody
-        watching is left alone.
+        watching is left alone, and so does a connected interactive client (`hold`):
+        a quiet SSH shell is someone reading, not an abandoned sandbox.
         """
         svc = self.service
         now = time.monotonic()
         with svc.db.session() as s:
             rows = [(r.id, r.idle_timeout) for r in sandbox_rows.live(s) if r.status == "running"]
         for sandbox_id, idle_timeout in rows:
-            if idle_timeout <= 0:
+            if idle_timeout <= 0 or svc.holds[sandbox_id]:
                 continue
             figures = svc.sampler.latest.get(sandbox_id, {})
             if figures.get("cpuPercent", 0.0) > IDLE_CPU_PERCENT:

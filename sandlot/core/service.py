@@ -8,11 +8,13 @@ sandbox is gone is settled on the next start, never left half-way.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import dataclasses
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -120,6 +122,7 @@ class SandboxService:
         self._admission = asyncio.Lock()
         self._locks: dict[str, asyncio.Lock] = {}
         self.last_activity: dict[str, float] = {}
+        self.holds: collections.Counter[str] = collections.Counter()
         self.lifecycle = Lifecycle(
             self,
             snapshots_root or Path(tempfile.gettempdir()) / "sandlot-snapshots",
@@ -442,6 +445,19 @@ class SandboxService:
 
     async def attach(self, org_id: str, sandbox_id: str, process_id: str) -> AttachmentLike:
         return await (await self.session(org_id, sandbox_id)).attach(process_id)
+
+    @contextlib.contextmanager
+    def hold(self, sandbox_id: str) -> Iterator[None]:
+        """An interactive client (an SSH session, an attached terminal or stream) is
+        connected: the sandbox is not idle while it is, however quiet it is."""
+        self.holds[sandbox_id] += 1
+        try:
+            yield
+        finally:
+            self.holds[sandbox_id] -= 1
+            if not self.holds[sandbox_id]:
+                del self.holds[sandbox_id]
+            self.touch(sandbox_id)
 
     def touch(self, sandbox_id: str) -> None:
         """Record activity that bypasses the service (stdin and output of an attachment)."""

@@ -225,3 +225,12 @@ def test_limits_given_at_create_survive_pause_and_resume(client: Sandlot) -> Non
         sbx.pause()
         sbx.resume()
         assert sbx.usage().memory_limit_bytes == 768 << 20
+
+
+def test_an_attached_terminal_keeps_an_idle_sandbox_awake(client: Sandlot) -> None:
+    with Sandbox.create(client=client, idle_timeout=2) as sbx:
+        terminal = sbx.pty.create()
+        time.sleep(5)  # quiet, but someone is connected
+        assert sbx.refresh().status == "running"
+        terminal.disconnect()
+        assert sbx.wait_for("paused", timeout=15).status_reason == "idle"

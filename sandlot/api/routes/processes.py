@@ -116,7 +116,8 @@ async def attach(websocket: WebSocket, sandbox_id: str, process_id: str) -> None
     )
     output = asyncio.create_task(_pump_output(websocket, svc, sandbox_id, attachment))
     control = asyncio.create_task(_pump_input(websocket, svc, sandbox_id, attachment))
-    done, _ = await asyncio.wait({output, control}, return_when=asyncio.FIRST_COMPLETED)
+    with svc.hold(sandbox_id):
+        done, _ = await asyncio.wait({output, control}, return_when=asyncio.FIRST_COMPLETED)
     if output in done:
         control.cancel()
         result = attachment.result

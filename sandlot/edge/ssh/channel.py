@@ -10,6 +10,7 @@ slows the other instead of growing memory in the gateway.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -39,11 +40,14 @@ class ChannelBridge(SSHSession[bytes]):
         self._writable = asyncio.Event()
         self._writable.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._held = contextlib.ExitStack()
+        """An open channel keeps the sandbox from being paused as idle."""
 
     # ---- asyncssh's callbacks ---------------------------------------------------------
 
     def connection_made(self, chan: Any) -> None:
         self._channel = chan
+        self._held.enter_context(self.target.service.hold(self.target.sandbox_id))
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         self._inbox.put_nowait(data)
@@ -63,6 +67,7 @@ class ChannelBridge(SSHSession[bytes]):
         self._writable.set()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._held.close()
         self._writable.set()
         for task in list(self._tasks):
             task.cancel()
