@@ -105,6 +105,8 @@ def load_phases(server: ServerProcess, client: Sandlot, idle: int, execs: int) -
         f" server RSS {rss_empty:.0f} -> {rss_full:.0f} MiB"
         f" ({(rss_full - rss_empty) / n * 1024:.0f} KiB per sandbox)"
     )
+    for error in rest.errors[:5]:
+        print(f"    {error}")
 
     spread = Timed(IN_FLIGHT)
     start = time.perf_counter()
