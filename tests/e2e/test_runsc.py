@@ -7,6 +7,7 @@ say so instead of failing.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -26,10 +27,17 @@ if runsc_version() is None:
     pytest.skip("runsc is not installed", allow_module_level=True)
 
 
-def runsc_server(data_dir: Path, network: bool) -> ServerProcess:
+def runsc_server(
+    data_dir: Path, network: bool, *, offered: list[str] | None = None
+) -> ServerProcess:
+    """A server whose default backend is runsc, offering the `offered` ones beside it."""
     ensure_base_template()
     data_dir.mkdir()
-    env = {"SANDLOT_RUNTIME": "runsc", "SANDLOT_NETWORK_ENABLED": str(network).lower()}
+    env = {
+        "SANDLOT_RUNTIME": "runsc",
+        "SANDLOT_NETWORK_ENABLED": str(network).lower(),
+        "SANDLOT_RUNTIMES": json.dumps(offered or []),
+    }
     srv = ServerProcess(data_dir, extra_env=env)
     srv.start()
     return srv
