@@ -105,6 +105,18 @@ def test_errors_have_codes(api_env: dict[str, str]) -> None:
     assert nokey.returncode == 1 and b"UNAUTHENTICATED" in nokey.stderr
 
 
+def test_runtime_is_chosen_among_those_the_server_offers(api_env: dict[str, str]) -> None:
+    """The shared server lists no `runtimes`: it offers its default backend alone."""
+    refused = sandlot(api_env, "sandbox", "create", "--runtime", "runsc")
+    assert refused.returncode == 1 and b"INVALID_CONFIG" in refused.stderr
+    assert b"available: oci" in refused.stderr
+    created = sandlot(api_env, "sandbox", "create", "--runtime", "oci", "--json")
+    assert created.returncode == 0, created.stderr
+    info = json.loads(created.stdout)
+    assert info["runtime"] == "oci"
+    sandlot(api_env, "sandbox", "destroy", info["id"])
+
+
 def test_help_lists_commands(api_env: dict[str, str]) -> None:
     out = sandlot(api_env, "--help").stdout.decode()
     for command in ("serve", "sandbox", "template", "doctor"):
