@@ -17,7 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.stats import UNLIMITED, print_row
+from bench.stats import crowd_env, print_row
 from sandlot import Sandbox, Sandlot
 from sandlot.testing import ServerProcess, ensure_base_template, process_memory_mb
 
@@ -183,17 +183,13 @@ def soak(server: ServerProcess, client: Sandlot, minutes: float, workers: int) -
 
 def run(idle: int, execs: int, soak_minutes: float, soak_workers: int) -> None:
     ensure_base_template()
-    room = max(idle, 50) + 10  # more than one organisation may hold by default
+    room = max(idle, 50) + 10
     with tempfile.TemporaryDirectory(prefix="sandlot-bench-") as tmp:
         server = ServerProcess(
             Path(tmp) / "data",
             extra_env={
-                **UNLIMITED,
-                "SANDLOT_WARM_POOL_SIZE": "0",
-                "SANDLOT_ORG_MAX_SANDBOXES": str(room),
-                "SANDLOT_ORG_MAX_VCPUS": str(room),
+                **crowd_env(room),
                 "SANDLOT_ORG_MAX_MEMORY_MB": str(room * SMALL["memory_mb"]),
-                "SANDLOT_MEMORY_OVERCOMMIT": "8",
             },
         )
         server.data_dir.mkdir()

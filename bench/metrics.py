@@ -9,7 +9,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.stats import UNLIMITED
+from bench.stats import crowd_env
 from sandlot import Sandbox, Sandlot
 from sandlot.testing import ServerProcess, ensure_base_template
 
@@ -32,15 +32,7 @@ def run(sandboxes: int, seconds: float) -> None:
     with tempfile.TemporaryDirectory(prefix="sandlot-bench-") as tmp:
         server = ServerProcess(
             Path(tmp) / "data",
-            extra_env={
-                **UNLIMITED,
-                "SANDLOT_WARM_POOL_SIZE": "0",
-                # More sandboxes than one organisation may hold by default.
-                "SANDLOT_ORG_MAX_SANDBOXES": str(sandboxes),
-                "SANDLOT_ORG_MAX_VCPUS": str(sandboxes),
-                "SANDLOT_MEMORY_OVERCOMMIT": "8",
-                "SANDLOT_METRICS_INTERVAL": "2",
-            },
+            extra_env={**crowd_env(sandboxes), "SANDLOT_METRICS_INTERVAL": "2"},
         )
         server.data_dir.mkdir()
         server.start()

@@ -8,6 +8,18 @@ UNLIMITED = {"SANDLOT_RATE_LIMIT_PER_SECOND": "0"}
 """Benchmarks measure the platform, not the per-key request limiter."""
 
 
+def crowd_env(sandboxes: int) -> dict[str, str]:
+    """A cold server (no warm pool) that lets one organisation hold `sandboxes`, more
+    than its default quota, on an overcommitted host."""
+    return {
+        **UNLIMITED,
+        "SANDLOT_WARM_POOL_SIZE": "0",
+        "SANDLOT_ORG_MAX_SANDBOXES": str(sandboxes),
+        "SANDLOT_ORG_MAX_VCPUS": str(sandboxes),
+        "SANDLOT_MEMORY_OVERCOMMIT": "8",
+    }
+
+
 def percentile(samples: list[float], pct: float) -> float:
     ordered = sorted(samples)
     index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
