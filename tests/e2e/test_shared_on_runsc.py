@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sandlot import Sandbox, Sandlot
+from sandlot import AsyncSandbox, AsyncSandlot, Sandbox, Sandlot
 from sandlot.errors import InvalidConfigError
 from sandlot.runtime.oci import run_root_for
 from sandlot.runtime.runsc import runsc_version
@@ -125,6 +125,15 @@ def test_each_sandbox_runs_on_the_backend_it_asked_for(client: Sandlot) -> None:
         assert gvisor.pause().pause_mode == "freeze"
         assert Sandbox.get(oci.id, client=client).info.runtime == "oci"
         assert oci.commands.run("echo back").stdout == "back\n"  # resumed on its own backend
+
+
+async def test_the_async_sdk_asks_for_a_backend(server: ServerProcess) -> None:
+    async with (
+        AsyncSandlot(api_url=server.url, api_key=server.api_key) as aclient,
+        await AsyncSandbox.create(client=aclient, runtime="oci") as sbx,
+    ):
+        assert sbx.info.runtime == "oci"
+        assert (await sbx.refresh()).runtime == "oci"
 
 
 def test_a_runtime_the_server_does_not_offer_is_refused(
