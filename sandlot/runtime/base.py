@@ -53,10 +53,6 @@ class Runtime(Protocol):
     """Host uid that container root maps to; templates are stored shifted by it."""
 
     @property
-    def can_checkpoint(self) -> bool:
-        """Whether `checkpoint`, `restore` and memory snapshots work on this host."""
-
-    @property
     def capabilities(self) -> Capabilities:
         """The default backend's: what a sandbox gets unless it asks for another."""
 

@@ -46,10 +46,6 @@ class MultiRuntime:
         return (self.name, *(n for n in self._backends if n != self.name))
 
     @property
-    def can_checkpoint(self) -> bool:
-        return self._default.can_checkpoint
-
-    @property
     def capabilities(self) -> Capabilities:
         return self._default.capabilities
 
