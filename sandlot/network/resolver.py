@@ -10,6 +10,7 @@ so AAAA questions get an empty answer at once rather than a slow failure.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import struct
 from collections.abc import Awaitable, Callable
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 
 STATIC_TTL = 60
 UPSTREAM_TIMEOUT = 3.0
+PORT_ATTEMPTS = 20
+"""Free UDP ports tried before giving up on one whose TCP twin is free too."""
 MAX_PENDING = 1024
 """Queries being answered at once, across sandboxes, before new ones are dropped."""
 
@@ -78,13 +81,23 @@ class Resolver:
         self.port = 0
 
     async def start(self, host: str, port: int) -> None:
+        """Listen on UDP and TCP at one port; with `port` 0, one free for both (the
+        kernel picks a free UDP port, whose TCP twin may be taken: then try another)."""
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(host, port)
-        )
-        self._udp = transport
-        self.port = transport.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._serve_tcp, host, self.port)
+        for attempt in range(PORT_ATTEMPTS):
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UdpProtocol(self), local_addr=(host, port)
+            )
+            chosen = transport.get_extra_info("sockname")[1]
+            try:
+                self._tcp = await asyncio.start_server(self._serve_tcp, host, chosen)
+            except OSError as exc:
+                transport.close()
+                if port != 0 or exc.errno != errno.EADDRINUSE or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                continue
+            self._udp, self.port = transport, chosen
+            return
 
     async def close(self) -> None:
         if self._udp is not None:

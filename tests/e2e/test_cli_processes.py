@@ -47,7 +47,8 @@ def test_exec_stream_passes_output_live_and_exit_code(
 
 
 def test_ps_and_attach(api_env: dict[str, str], sandbox: Sandbox) -> None:
-    h = sandbox.commands.run("echo one; sleep 1.5; echo two; exit 6", background=True)
+    # Long enough to outlive two CLI start-ups on a busy machine.
+    h = sandbox.commands.run("echo one; sleep 5; echo two; exit 6", background=True)
     h.close()
     listed = json.loads(sandlot(api_env, "sandbox", "ps", sandbox.id, "--json").stdout)
     assert h.id in {p["id"] for p in listed}
