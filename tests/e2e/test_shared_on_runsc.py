@@ -9,6 +9,7 @@ backend's capabilities or gVisor's own answers, not skipped.
 
 from __future__ import annotations
 
+import ctypes
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ import pytest
 from sandlot import AsyncSandbox, AsyncSandlot, Sandbox, Sandlot
 from sandlot.errors import InvalidConfigError
 from sandlot.runtime.oci import run_root_for
+from sandlot.runtime.reaping import PR_SET_CHILD_SUBREAPER
 from sandlot.runtime.runsc import runsc_version
 from sandlot.testing import ServerProcess, ensure_base_template
 from tests.e2e.test_cleanup_and_restart import doctor_check, host_traces
@@ -72,6 +74,8 @@ from tests.e2e.test_processes import (  # noqa: F401
     test_unknown_process,
 )
 from tests.e2e.test_runsc import runsc_server
+
+PR_GET_CHILD_SUBREAPER = 37
 
 if runsc_version() is None:
     print("runsc is not installed (scripts/install-runsc installs it): skipping its tests")
@@ -182,6 +186,20 @@ def test_privileged_operations_stay_inside_gvisor(sandbox: Sandbox) -> None:
     assert node.stdout.strip() in ("", "0"), "a block device of the host was readable"
 
 
+@pytest.fixture
+def orphans_go_to_init() -> Iterator[None]:
+    """Sandboxes orphaned by a killed server go to the host's init, as on a real host,
+    not to this test process: a test that runs a backend in-process makes it their
+    subreaper, and runsc waits for zombies this process would never collect."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    was = ctypes.c_int()
+    libc.prctl(PR_GET_CHILD_SUBREAPER, ctypes.byref(was), 0, 0, 0)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+    yield
+    libc.prctl(PR_SET_CHILD_SUBREAPER, was.value, 0, 0, 0)
+
+
+@pytest.mark.usefixtures("orphans_go_to_init")
 def test_a_sandbox_keeps_its_backend_across_a_server_crash(tmp_path: Path) -> None:
     """On a server whose default is oci, a runsc sandbox is found again by the marker
     on its disk after the server is killed: adopted, paused and resumed by runsc, and
