@@ -72,6 +72,8 @@ class SnapshotView:
     size_bytes: int
     revision: int
     created_at: datetime
+    env: dict[str, str]
+    """The sandbox's environment when it was taken; a branch starts with it."""
 
     @classmethod
     def of(cls, row: SnapshotRow) -> SnapshotView:
@@ -86,6 +88,7 @@ class SnapshotView:
             size_bytes=row.size_bytes,
             revision=row.revision,
             created_at=row.created_at,
+            env=dict(row.env),
         )
 
 
@@ -482,18 +485,13 @@ class Lifecycle:
         request = CreateSandbox(
             template=snap.template,
             resources=snap.resources,
-            env={**self.snapshot_env(snap.id), **(env or {})},
+            env={**snap.env, **(env or {})},
             metadata=metadata or {},
             idle_timeout=idle_timeout,
             timeout=timeout,
             snapshot_id=snap.id,
         )
         return await self.service.create(org_id, request)
-
-    def snapshot_env(self, snapshot_id: str) -> dict[str, str]:
-        with self.service.db.session() as s:
-            row = s.get(SnapshotRow, snapshot_id)
-            return dict(row.env) if row is not None else {}
 
     def source_of(self, org_id: str, snapshot_id: str) -> tuple[Template, Path]:
         """What a sandbox created from a snapshot starts from: the snapshot's template

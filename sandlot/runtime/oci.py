@@ -265,9 +265,11 @@ class OciRuntime:
     async def thaw(self, sandbox_id: str) -> None:
         """Idempotent, and wakes an agent that was quiesced for a dump that never came
         (a crash in the middle of a pause)."""
-        if await self.status(sandbox_id) is RuntimeStatus.PAUSED:
-            await self._runc("resume", sandbox_id)
-        self._wake_agent(sandbox_id)
+        try:
+            if await self.status(sandbox_id) is RuntimeStatus.PAUSED:
+                await self._runc("resume", sandbox_id)
+        finally:
+            self._wake_agent(sandbox_id)
 
     async def checkpoint(self, sandbox_id: str) -> None:
         init_pid = await self._init_pid(sandbox_id)
@@ -314,9 +316,7 @@ class OciRuntime:
                 await self._dump(sandbox_id, target / "checkpoint", leave_running=True)
         finally:
             with contextlib.suppress(BackendError):
-                await self.thaw(sandbox_id)
-            if memory:
-                self._wake_agent(sandbox_id)
+                await self.thaw(sandbox_id)  # which wakes the agent, quiesced or not
         return bytes_used(target)
 
     async def _dump(self, sandbox_id: str, images: Path, leave_running: bool) -> None:
