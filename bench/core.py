@@ -2,7 +2,7 @@
 
 Each Sandlot figure is printed beside the raw primitive measured in the same run:
 create-to-first-command against a bare `runc run` + `runc exec true` of the same
-template rootfs (same overlay, same OCI config, agent replaced by `sleep`), the exec
+template layers (same overlay, same OCI config, agent replaced by `sleep`), the exec
 round trip against a local `subprocess.run(["true"])`.
 """
 
@@ -21,18 +21,17 @@ from bench.stats import UNLIMITED, print_row
 from sandlot import Sandbox, Sandlot
 from sandlot.runtime.oci import OciRuntime
 from sandlot.runtime.spec import Resources, SandboxSpec
-from sandlot.templates.store import TemplateStore
-from sandlot.testing import TEMPLATE_DIR, ServerProcess, ensure_base_template
+from sandlot.testing import ServerProcess, base_layers, ensure_base_template
 
 
-def bare_runc_first_exec(runtime: OciRuntime, rootfs: Path, n: int) -> float:
+def bare_runc_first_exec(runtime: OciRuntime, layers: tuple[Path, ...], n: int) -> float:
     """ms from nothing to the first `runc exec true` returning, for one container.
 
     The same overlay, OCI config and directories as a sandbox, with `sleep` in place of
     the agent: what runc alone costs. Laying out the bundle (disk image, mounts) is left
     out of the baseline's time, which only makes the baseline stricter.
     """
-    spec = SandboxSpec(f"bench-{n}", rootfs, Resources(1, 512, 1024))
+    spec = SandboxSpec(f"bench-{n}", layers, Resources(1, 512, 1024))
     runc = ["runc", "--root", str(runtime.state_root)]
     bundle = runtime.prepare_bundle(spec, process_args=["sleep", "infinity"])
     start = time.perf_counter()
@@ -72,7 +71,7 @@ class Zeros(io.RawIOBase):
 
 def run(runs: int, file_mib: int) -> None:
     ensure_base_template()
-    rootfs = TemplateStore(TEMPLATE_DIR).get("base").rootfs
+    layers = base_layers()
     with tempfile.TemporaryDirectory(prefix="sandlot-bench-") as tmp:
         work = Path(tmp)
         warm = ServerProcess(work / "warm", extra_env=UNLIMITED)
@@ -86,7 +85,7 @@ def run(runs: int, file_mib: int) -> None:
                 Sandlot(api_url=warm.url, api_key=warm.api_key) as warm_client,
                 Sandlot(api_url=cold.url, api_key=cold.api_key) as cold_client,
             ):
-                measure(warm_client, cold_client, work, rootfs, runs, file_mib)
+                measure(warm_client, cold_client, work, layers, runs, file_mib)
         finally:
             for server in servers:
                 server.destroy_all()
@@ -103,18 +102,23 @@ def create_to_first_command_ms(client: Sandlot) -> float:
 
 
 def measure(
-    warm_client: Sandlot, cold_client: Sandlot, work: Path, rootfs: Path, runs: int, file_mib: int
+    warm_client: Sandlot,
+    cold_client: Sandlot,
+    work: Path,
+    layers: tuple[Path, ...],
+    runs: int,
+    file_mib: int,
 ) -> None:
-    print(f"Sandlot core benchmark: {runs} runs, rootfs {rootfs}")
+    print(f"Sandlot core benchmark: {runs} runs, layers {layers}")
     runtime = OciRuntime(work / "bare")
     # Warm every path once so page cache and imports do not count against any.
-    bare_runc_first_exec(runtime, rootfs, -1)
+    bare_runc_first_exec(runtime, layers, -1)
     for client in (warm_client, cold_client):
         create_to_first_command_ms(client)
 
     bare, warm, cold = [], [], []
     for i in range(runs):
-        bare.append(bare_runc_first_exec(runtime, rootfs, i))
+        bare.append(bare_runc_first_exec(runtime, layers, i))
         cold.append(create_to_first_command_ms(cold_client))
         warm.append(create_to_first_command_ms(warm_client))
         time.sleep(0.2)  # let the pool refill, as it would between real requests

@@ -2,7 +2,7 @@
 
 A sandbox holding a given amount of dirty memory (a python3 process that fills a buffer,
 then sleeps) is paused, resumed, snapshotted and branched through the SDK. The raw
-primitive is a plain runc container built like a sandbox (same template rootfs, overlay,
+primitive is a plain runc container built like a sandbox (same template layers, overlay,
 OCI config and user namespace, with the same python3 process as its init and no agent)
 that is dumped with `runc checkpoint` and brought back with `runc restore`, using the
 same CRIU and options, in the same run. Laying out a raw bundle and handing the images
@@ -28,8 +28,7 @@ from sandlot.runtime.cgroups import read_usage
 from sandlot.runtime.oci import CRIU_OPTIONS, OciRuntime, _hand_over_images
 from sandlot.runtime.reaping import reap
 from sandlot.runtime.spec import Resources, SandboxSpec
-from sandlot.templates.store import TemplateStore
-from sandlot.testing import TEMPLATE_DIR, ServerProcess, ensure_base_template
+from sandlot.testing import ServerProcess, base_layers, ensure_base_template
 
 SIZES_MIB = (64, 512)
 PARALLEL = 10
@@ -65,11 +64,11 @@ class RawContainer:
     """One bare runc container running `hog(mib)` as its init, dumped and restored
     with runc and CRIU directly."""
 
-    def __init__(self, runtime: OciRuntime, rootfs: Path, name: str, mib: int) -> None:
+    def __init__(self, runtime: OciRuntime, layers: tuple[Path, ...], name: str, mib: int) -> None:
         assert runtime.criu.path is not None
         self.runtime = runtime
         self.mib = mib
-        self.spec = SandboxSpec(name, rootfs, Resources(1, memory_mb(mib), 1024))
+        self.spec = SandboxSpec(name, layers, Resources(1, memory_mb(mib), 1024))
         self.runc = [
             "runc", "--root", str(runtime.state_root), "--criu", str(runtime.criu.path)
         ]  # fmt: skip
@@ -140,7 +139,7 @@ class RawContainer:
 
 def run(runs: int) -> None:
     ensure_base_template()
-    rootfs = TemplateStore(TEMPLATE_DIR).get("base").rootfs
+    layers = base_layers()
     with tempfile.TemporaryDirectory(prefix="sandlot-bench-lifecycle-") as tmp:
         work = Path(tmp)
         # No warm pool: nothing here measures creation, and every sandbox starts from
@@ -160,7 +159,7 @@ def run(runs: int) -> None:
                     f"{'.'.join(map(str, runtime.criu.version or ()))} at {runtime.criu.path}"
                 )
                 for mib in SIZES_MIB:
-                    measure(client, runtime, rootfs, work, mib, runs)
+                    measure(client, runtime, layers, work, mib, runs)
         finally:
             server.destroy_all()
             server.stop()
@@ -168,10 +167,10 @@ def run(runs: int) -> None:
 
 
 def measure(
-    client: Sandlot, runtime: OciRuntime, rootfs: Path, work: Path, mib: int, runs: int
+    client: Sandlot, runtime: OciRuntime, layers: tuple[Path, ...], work: Path, mib: int, runs: int
 ) -> None:
     sbx = Sandbox.create(client=client, resources={"memory_mb": memory_mb(mib)})
-    raw = RawContainer(runtime, rootfs, f"raw-{mib}", mib)
+    raw = RawContainer(runtime, layers, f"raw-{mib}", mib)
     images = work / f"raw-{mib}-images"
     try:
         sbx.commands.run(f"nohup python3 -c '{hog(mib)}' >/dev/null 2>&1 &")
@@ -187,8 +186,8 @@ def measure(
         snapshots(sbx, raw, images, runs, row)
         sbx.snapshots.create("source", memory=True)
         raw.checkpoint_ms(images, leave_running=True)
-        branches(sbx, runtime, rootfs, images, runs, row, check=mib == min(SIZES_MIB))
-        parallel_branches(sbx, runtime, rootfs, mib, images)
+        branches(sbx, runtime, layers, images, runs, row, check=mib == min(SIZES_MIB))
+        parallel_branches(sbx, runtime, layers, mib, images)
     finally:
         sbx.kill()
         raw.destroy()
@@ -248,7 +247,7 @@ def snapshots(sbx: Sandbox, raw: RawContainer, images: Path, runs: int, row: Row
 def branches(
     sbx: Sandbox,
     runtime: OciRuntime,
-    rootfs: Path,
+    layers: tuple[Path, ...],
     images: Path,
     runs: int,
     row: Rows,
@@ -259,7 +258,7 @@ def branches(
     mib = row.mib
     ours, base = [], []
     for i in range(runs):
-        base.append(raw_branch_ms(runtime, rootfs, f"raw-{mib}-branch-{i}", mib, images))
+        base.append(raw_branch_ms(runtime, layers, f"raw-{mib}-branch-{i}", mib, images))
         ours.append(branch_ms(sbx, mib, check=i == 0))
     row.print("branch -> first command", ours, base, "restore copy + exec true")
     if check:
@@ -282,9 +281,11 @@ def branch_ms(sbx: Sandbox, mib: int, check: bool) -> float:
     return elapsed
 
 
-def raw_branch_ms(runtime: OciRuntime, rootfs: Path, name: str, mib: int, images: Path) -> float:
+def raw_branch_ms(
+    runtime: OciRuntime, layers: tuple[Path, ...], name: str, mib: int, images: Path
+) -> float:
     """A new container restored from another's images, up to its first `runc exec`."""
-    copy = RawContainer(runtime, rootfs, name, mib)
+    copy = RawContainer(runtime, layers, name, mib)
     try:
         return copy.restore_ms(images)[1]
     finally:
@@ -292,11 +293,11 @@ def raw_branch_ms(runtime: OciRuntime, rootfs: Path, name: str, mib: int, images
 
 
 def parallel_branches(
-    sbx: Sandbox, runtime: OciRuntime, rootfs: Path, mib: int, images: Path
+    sbx: Sandbox, runtime: OciRuntime, layers: tuple[Path, ...], mib: int, images: Path
 ) -> None:
     """PARALLEL branches of one snapshot at once, each up to its first command, beside
     as many raw restores at once (gone again before the branches start)."""
-    raw_ms = raw_parallel_ms(runtime, rootfs, mib, images)
+    raw_ms = raw_parallel_ms(runtime, layers, mib, images)
     children: list[Sandbox] = []
 
     def branch_one() -> None:
@@ -324,9 +325,9 @@ def parallel_branches(
     verdict(f"{PARALLEL} parallel branches all succeed", not failures)
 
 
-def raw_parallel_ms(runtime: OciRuntime, rootfs: Path, mib: int, images: Path) -> float:
+def raw_parallel_ms(runtime: OciRuntime, layers: tuple[Path, ...], mib: int, images: Path) -> float:
     copies = [
-        RawContainer(runtime, rootfs, f"raw-{mib}-parallel-{i}", mib) for i in range(PARALLEL)
+        RawContainer(runtime, layers, f"raw-{mib}-parallel-{i}", mib) for i in range(PARALLEL)
     ]
     try:
         with ThreadPoolExecutor(PARALLEL) as pool:

@@ -215,7 +215,7 @@ def template_store(settings: Settings) -> TemplateStore:
 
 
 def build_known_template(
-    settings: Settings, name: str, on_progress: Callable[[str], None]
+    settings: Settings, name: str, on_progress: Callable[[str], None], *, force: bool = False
 ) -> Template:
     """Build one of the recipes Sandlot ships, shifted for the configured runtime."""
     recipe = RECIPES.get(name)
@@ -226,5 +226,9 @@ def build_known_template(
         )
     runtime = make_runtime(settings)
     return build_template(
-        recipe, template_store(settings), uid_offset=runtime.uid_offset, on_progress=on_progress
+        recipe,
+        template_store(settings),
+        uid_offset=runtime.uid_offset,
+        on_progress=on_progress,
+        force=force,
     )

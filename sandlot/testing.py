@@ -17,6 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from sandlot.runtime.bundle import USERNS_HOST_BASE
+from sandlot.templates.store import TemplateStore
+
 SHARED_DATA_DIR = Path(os.environ.get("SANDLOT_SHARED_DATA_DIR", "/var/lib/sandlot"))
 TEMPLATE_DIR = SHARED_DATA_DIR / "templates"
 
@@ -138,3 +141,10 @@ def process_memory_mb(pid: int, field: str = "VmRSS") -> float:
         if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     raise LookupError(f"/proc/{pid}/status has no {field}")
+
+
+def base_layers() -> tuple[Path, ...]:
+    """What a sandbox of the shared base template stacks, the agent layer on top: for
+    benchmarks that run bare runc on exactly what a sandbox runs on."""
+    store = TemplateStore(TEMPLATE_DIR)
+    return (store.agent_layer(USERNS_HOST_BASE), *store.get("base").layers)

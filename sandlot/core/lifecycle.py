@@ -497,13 +497,14 @@ class Lifecycle:
         """What a sandbox created from a snapshot starts from: the snapshot's template
         version (kept even if the template was rebuilt since) and its directory."""
         snap_row = self._row(org_id, snapshot_id)
-        rootfs = Path(snap_row.rootfs)
-        if not rootfs.is_dir():
+        template = self.service.template_of(
+            snap_row.template, snap_row.template_digest, snap_row.rootfs
+        )
+        if not all(layer.is_dir() for layer in template.layers):
             raise InvalidStateError(
                 f"snapshot {snapshot_id} was taken on template {snap_row.template} version "
                 f"{snap_row.template_digest}, which has been removed"
             )
-        template = Template(snap_row.template, snap_row.template_digest, rootfs)
         return template, self.snapshot_dir(snapshot_id)
 
     def _row(self, org_id: str, snapshot_id: str) -> SnapshotRow:

@@ -45,11 +45,17 @@ class WarmSandbox:
 
 
 def template_spec(
-    template: Template, sandbox_id: str, resources: Resources, cpus: str | None = None
+    template: Template,
+    sandbox_id: str,
+    resources: Resources,
+    cpus: str | None = None,
+    *,
+    agent: Path,
 ) -> SandboxSpec:
+    """`agent` is the agent layer, stacked above the template's own."""
     return SandboxSpec(
         sandbox_id=sandbox_id,
-        rootfs=template.rootfs,
+        layers=(agent, *template.layers),
         resources=resources,
         env=template.env,
         workdir=template.workdir,
@@ -153,7 +159,12 @@ class WarmPool:
         while len(ready) < self.size:
             try:
                 template = self.templates.get(name)
-                spec = template_spec(template, ids.new_sandbox_id(), WARM_RESOURCES)
+                spec = template_spec(
+                    template,
+                    ids.new_sandbox_id(),
+                    WARM_RESOURCES,
+                    agent=self.templates.agent_layer(self.runtime.uid_offset),
+                )
                 session = await start_sandbox(
                     self.runtime, self._connect, spec, self._connect_timeout, self.network
                 )

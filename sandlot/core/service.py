@@ -56,7 +56,7 @@ from sandlot.runtime.spec import Resources
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
 from sandlot.store.tables import Org, SandboxRow
-from sandlot.templates.store import Template, TemplateStore
+from sandlot.templates.store import Template, TemplateStore, layers_of
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +131,17 @@ class SandboxService:
             snapshot_quota=snapshot_quota,
         )
 
+    def agent_layer(self) -> Path:
+        return self.templates.agent_layer(self.runtime.uid_offset)
+
+    def template_of(self, name: str, digest: str, lowerdir: str) -> Template:
+        """The template version a sandbox or snapshot was made from, with its start
+        settings while that version is on disk, else just its layers."""
+        version = self.templates.version(name, digest)
+        if version is not None and version.lowerdir == lowerdir:
+            return version
+        return Template(name, digest, layers_of(lowerdir))
+
     # ---- lifecycle -------------------------------------------------------------------
 
     async def create(self, org_id: str, request: CreateSandbox) -> SandboxView:
@@ -160,7 +171,9 @@ class SandboxService:
                     await self.network.apply(sandbox_id, request.network)
                 session = warm.session
             else:
-                spec = template_spec(template, sandbox_id, request.resources, cpus)
+                spec = template_spec(
+                    template, sandbox_id, request.resources, cpus, agent=self.agent_layer()
+                )
                 spec = dataclasses.replace(spec, runtime=request.runtime)
                 session = await start_sandbox(
                     self.runtime,
@@ -230,7 +243,7 @@ class SandboxService:
                         org_id=org_id,
                         template=template.name,
                         template_digest=template.digest,
-                        rootfs=str(template.rootfs),
+                        rootfs=template.lowerdir,
                         status=SandboxStatus.CREATING.value,
                         vcpus=request.resources.vcpus,
                         memory_mb=request.resources.memory_mb,
@@ -717,10 +730,10 @@ class SandboxService:
         with self.db.session() as s:
             row = sandbox_rows.get(s, view.id)
             assert row is not None
-            template = Template(row.template, row.template_digest, Path(row.rootfs))
+            template = self.template_of(row.template, row.template_digest, row.rootfs)
             cpus = row.cpus
         await self.runtime.destroy(view.id)
-        spec = template_spec(template, view.id, view.resources, cpus)
+        spec = template_spec(template, view.id, view.resources, cpus, agent=self.agent_layer())
         if self.network is not None:  # the sandbox keeps its address and rules
             await self.network.unplug(view.id)
             spec = dataclasses.replace(spec, nameserver=str(self.network.gateway.ip))

@@ -21,6 +21,7 @@ USERNS_SIZE = 65536
 
 AGENT_MOUNT = "/.sandlot/agent"
 RUN_MOUNT = "/.sandlot/run"
+AGENT_PYTHON = "/.sandlot/python"
 SYSLOG_SOCKET = "/dev/log"
 AGENT_SOCKET = f"{RUN_MOUNT}/agent.sock"
 
@@ -67,10 +68,12 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 def agent_args() -> list[str]:
-    """The stdlib-only agent, run by the sandbox's own python3 without user site-packages;
-    it also serves the sandbox's syslog socket."""
-    agent = ["python3", "-E", "-s", "-S", "-B", "-m", "agent", "--socket", AGENT_SOCKET]
-    return [*agent, "--syslog", SYSLOG_SOCKET]
+    """The stdlib-only agent, run by the Python of the agent layer (templates/agent_layer.py)
+    through that layer's own loader, so it needs nothing from the template and leaves no
+    library path behind for the commands it starts; it also serves the syslog socket."""
+    python = [f"{AGENT_PYTHON}/lib/ld.so", "--library-path", f"{AGENT_PYTHON}/lib"]
+    python += [f"{AGENT_PYTHON}/bin/python3", "-E", "-s", "-S", "-B"]
+    return [*python, "-m", "agent", "--socket", AGENT_SOCKET, "--syslog", SYSLOG_SOCKET]
 
 
 def cgroup_resources(res: Resources, cpus: str | None) -> dict[str, Any]:

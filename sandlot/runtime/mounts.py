@@ -24,8 +24,19 @@ _libc.mount.argtypes = [
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 
 
-def mount_overlay(lower: Path, upper: Path, work: Path, target: Path) -> None:
-    options = f"lowerdir={lower},upperdir={upper},workdir={work}".encode()
+# mount(2) takes its options in one page.
+OPTIONS_MAX = 4095
+
+
+def mount_overlay(lower: tuple[Path, ...], upper: Path, work: Path, target: Path) -> None:
+    lowerdir = ":".join(str(p) for p in lower)
+    options = f"lowerdir={lowerdir},upperdir={upper},workdir={work}".encode()
+    if len(options) > OPTIONS_MAX:
+        raise OSError(
+            errno.E2BIG,
+            f"{len(lower)} template layers are too many to stack on {target}; "
+            "build the template with fewer steps",
+        )
     if _libc.mount(b"overlay", str(target).encode(), b"overlay", 0, options) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"overlay mount on {target}: {os.strerror(err)}")

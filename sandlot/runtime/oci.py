@@ -213,7 +213,7 @@ class OciRuntime:
         # Root inside owns its writable layer and the agent's socket directory.
         for path in (layer / "upper", bundle / "run"):
             os.chown(path, self.uid_offset, self.uid_offset)
-        mount_overlay(spec.rootfs, layer / "upper", layer / "work", bundle / "rootfs")
+        mount_overlay(spec.layers, layer / "upper", layer / "work", bundle / "rootfs")
         config = oci_config(
             spec,
             agent_dir=self.agent_dir,

@@ -24,7 +24,8 @@ class SandboxSpec:
     """A template's root filesystem plus everything that differs per sandbox."""
 
     sandbox_id: str
-    rootfs: Path
+    layers: tuple[Path, ...]
+    """Read-only root layers, top first; the top one carries the agent's Python."""
     resources: Resources
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/root"

@@ -7,9 +7,12 @@ callback so `sandlot serve` and `sandlot template build` can show progress.
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sandlot.templates.ownership import shift_ownership
@@ -60,11 +63,24 @@ def build_template(
     *,
     uid_offset: int,
     on_progress: Callable[[str], None] = lambda line: None,
+    force: bool = False,
 ) -> Template:
-    """Build `recipe` and make it current; `uid_offset` is where the runtime maps container root."""
+    """Build `recipe` and make it current; `uid_offset` is where the runtime maps container root.
+
+    Unchanged inputs give the installed version back at once. `force` builds anew (to
+    take the archive's updates), under a digest of its own so sandboxes on the old
+    version keep their layer."""
+    digest = recipe.digest()
+    if force:
+        digest = hashlib.sha256(f"{digest} {time.time_ns()}".encode()).hexdigest()[:16]
+    elif store.exists(recipe.name, digest):
+        on_progress(f"template {recipe.name} {digest} is up to date")
+        return store.get(recipe.name)
+    elif (previous := store.version(recipe.name, digest)) is not None:
+        # Built before, then replaced: make it current again.
+        return store.install(store.staging_dir(recipe.name, digest), previous)
     if shutil.which("mmdebstrap") is None:
         raise TemplateBuildError("mmdebstrap is not installed: `apt-get install mmdebstrap`")
-    digest = recipe.digest()
     staged = store.staging_dir(recipe.name, digest)
     try:
         rootfs = staged / "rootfs"
@@ -93,10 +109,11 @@ def build_template(
         template = Template(
             name=recipe.name,
             digest=digest,
-            rootfs=rootfs,
+            layers=(store.root / recipe.name / digest / "rootfs",),
             env=recipe.env,
             workdir=recipe.workdir,
             size_bytes=size,
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         return store.install(staged, template)
     finally:

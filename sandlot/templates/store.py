@@ -1,52 +1,136 @@
-"""Templates on disk: `TEMPLATE_DIR/NAME/DIGEST/{rootfs/, template.json}` and `NAME/current`.
+"""Templates on disk: `TEMPLATE_DIR/NAME/DIGEST/template.json` and `NAME/current`.
 
-Content-addressed so a rebuilt template never pulls the lower layer out from under a
-running sandbox: the new digest lands beside the old one and `current` is switched
-atomically. A digest directory is renamed into place only once complete, so a crash
-mid-build never leaves a half template that sandboxes would use.
+A template is a stack of read-only layers plus how to start from it (env, workdir, user,
+start and ready commands, ports). Debian-built templates keep their one layer beside
+their metadata (`NAME/DIGEST/rootfs`); built and imported ones refer to layers under
+`TEMPLATE_DIR/.layers/ID/root`, shared between every template whose history they are
+part of. Layer paths are stored relative to TEMPLATE_DIR so the directory can move.
+
+Content-addressed so a rebuilt template never pulls a layer out from under a running
+sandbox: the new digest lands beside the old one and `current` is switched atomically.
+A digest directory is renamed into place only once complete, so a crash mid-build never
+leaves a half template that sandboxes would use.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sandlot.errors import TemplateNotFoundError
+from sandlot.templates.agent_layer import agent_layer
+
+LAYERS_DIR = ".layers"
+AGENT_SOURCE = "base"
+"""The template whose Python the agent layer is made of."""
 
 
 @dataclass(frozen=True)
 class Template:
     name: str
     digest: str
-    rootfs: Path
+    layers: tuple[Path, ...]
+    """Read-only root layers in overlayfs order: the top one first."""
     env: dict[str, str] = field(default_factory=dict)
     workdir: str = "/root"
+    user: str = ""
+    """Who commands run as when the caller does not say; "" is root."""
+    start_command: tuple[str, ...] = ()
+    """Started in the background when a sandbox is created (ENTRYPOINT + CMD)."""
+    ready_command: str | None = None
+    """A shell command create runs until it succeeds before answering."""
+    ports: tuple[int, ...] = ()
     size_bytes: int = 0
+    source: str = "debian"
+    """How it was made: `debian` (a recipe), `build` (a Sandlotfile) or `import`."""
+    owner: str | None = None
+    """The organisation that made it; None for templates every organisation may use."""
+    created_at: str = ""
+
+    @property
+    def lowerdir(self) -> str:
+        """The layers as overlayfs' `lowerdir` (and as stored with a sandbox)."""
+        return ":".join(str(p) for p in self.layers)
+
+    def to_meta(self, root: Path) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "digest": self.digest,
+            "layers": [os.path.relpath(p, root) for p in self.layers],
+            "env": self.env,
+            "workdir": self.workdir,
+            "user": self.user,
+            "startCommand": list(self.start_command),
+            "readyCommand": self.ready_command,
+            "ports": list(self.ports),
+            "sizeBytes": self.size_bytes,
+            "source": self.source,
+            "owner": self.owner,
+            "createdAt": self.created_at,
+        }
+
+
+def layers_of(lowerdir: str) -> tuple[Path, ...]:
+    return tuple(Path(p) for p in lowerdir.split(":") if p)
 
 
 class TemplateStore:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._agent_layer: Path | None = None
+
+    def agent_layer(self, uid_offset: int) -> Path:
+        """The top layer of every sandbox (the agent's Python), made from the base
+        template's the first time it is asked for."""
+        if self._agent_layer is None or not self._agent_layer.is_dir():
+            source = self.get(AGENT_SOURCE).layers[-1]
+            self._agent_layer = agent_layer(self.root, source, uid_offset)
+        return self._agent_layer
+
+    @property
+    def layers_root(self) -> Path:
+        return self.root / LAYERS_DIR
 
     def get(self, name: str) -> Template:
-        current = self.root / name / "current"
-        try:
-            meta = json.loads((current / "template.json").read_text())
-        except (FileNotFoundError, NotADirectoryError, ValueError, OSError):
+        template = self._read(self.root / name / "current")
+        if template is None:
             raise TemplateNotFoundError(
                 f"template {name!r} does not exist; `sandlot template list` shows the "
-                f"available ones and `sandlot template build {name}` builds a known recipe",
+                f"available ones",
                 details={"template": name},
-            ) from None
+            )
+        return template
+
+    def version(self, name: str, digest: str) -> Template | None:
+        """One version of a template, the current one or an older one still on disk."""
+        return self._read(self.root / name / digest)
+
+    def _read(self, directory: Path) -> Template | None:
+        try:
+            meta = json.loads((directory / "template.json").read_text())
+            version = directory.resolve()
+        except (FileNotFoundError, NotADirectoryError, ValueError, OSError):
+            return None
+        # Templates from before layers kept their one layer in `rootfs`.
+        layers = meta.get("layers") or [os.path.relpath(version / "rootfs", self.root)]
         return Template(
-            name=name,
+            name=meta["name"],
             digest=meta["digest"],
-            rootfs=current.resolve() / "rootfs",
+            layers=tuple(self.root / p for p in layers),
             env=meta.get("env", {}),
             workdir=meta.get("workdir", "/root"),
+            user=meta.get("user", ""),
+            start_command=tuple(meta.get("startCommand", ())),
+            ready_command=meta.get("readyCommand"),
+            ports=tuple(meta.get("ports", ())),
             size_bytes=meta.get("sizeBytes", 0),
+            source=meta.get("source", "debian"),
+            owner=meta.get("owner"),
+            created_at=meta.get("createdAt", ""),
         )
 
     def exists(self, name: str, digest: str | None = None) -> bool:
@@ -59,7 +143,11 @@ class TemplateStore:
     def list(self) -> list[Template]:
         if not self.root.is_dir():
             return []
-        names = sorted(p.name for p in self.root.iterdir() if (p / "current").exists())
+        names = sorted(
+            p.name
+            for p in self.root.iterdir()
+            if not p.name.startswith(".") and (p / "current").exists()
+        )
         return [self.get(name) for name in names]
 
     def staging_dir(self, name: str, digest: str) -> Path:
@@ -69,23 +157,54 @@ class TemplateStore:
         return staged
 
     def install(self, staged: Path, template: Template) -> Template:
-        """Move a fully built `staged/rootfs` into place and make it the current version."""
-        meta = {
-            "name": template.name,
-            "digest": template.digest,
-            "env": template.env,
-            "workdir": template.workdir,
-            "sizeBytes": template.size_bytes,
-        }
-        (staged / "template.json").write_text(json.dumps(meta, indent=2))
+        """Move a complete `staged` version (its rootfs, if it has one) into place and make
+        it the current version. Installing a digest already there just makes it current."""
+        (staged / "template.json").write_text(json.dumps(template.to_meta(self.root), indent=2))
         target = self.root / template.name / template.digest
-        if target.exists():
-            raise FileExistsError(
-                f"template {template.name} {template.digest} is already installed"
-            )
-        staged.rename(target)
+        # A Debian-built layer lives inside the version directory being moved.
+        if not target.exists():
+            staged.rename(target)
+        else:
+            shutil.rmtree(staged, ignore_errors=True)
         link = self.root / template.name / f".current-{os.getpid()}"
         link.unlink(missing_ok=True)
         link.symlink_to(template.digest)
         link.replace(self.root / template.name / "current")
         return self.get(template.name)
+
+    def remove(self, name: str) -> None:
+        """Forget a template: it can no longer be started from, but versions and layers
+        stay on disk until `collect` finds nothing uses them."""
+        (self.root / name / "current").unlink(missing_ok=True)
+
+    def collect(self, in_use: set[Path]) -> int:
+        """Delete template versions and layers that no template and nothing in `in_use`
+        (layers of live sandboxes and snapshots) refers to; returns how many went."""
+        keep = {p.resolve() for p in in_use}
+        for template in self.list():
+            keep.update(p.resolve() for p in template.layers)
+        removed = 0
+        for directory in sorted(self.root.iterdir()) if self.root.is_dir() else []:
+            if directory.name.startswith("."):
+                continue
+            current = (
+                (directory / "current").resolve() if (directory / "current").exists() else None
+            )
+            for version in directory.iterdir():
+                if version.name.startswith(".") or version.name == "current":
+                    continue
+                if version.resolve() == current or (version / "rootfs").resolve() in keep:
+                    continue
+                shutil.rmtree(version, ignore_errors=True)
+                removed += 1
+            if current is None and not any(
+                p for p in directory.iterdir() if not p.name.startswith(".")
+            ):
+                shutil.rmtree(directory, ignore_errors=True)
+        if self.layers_root.is_dir():
+            for layer in self.layers_root.iterdir():
+                if layer.name.startswith(".") or (layer / "root").resolve() in keep:
+                    continue
+                shutil.rmtree(layer, ignore_errors=True)
+                removed += 1
+        return removed
