@@ -12,7 +12,7 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, errors, files
+from . import __version__, errors, files, users
 from .attachments import Attachment, feed_process
 from .processes import ManagedProcess, Terminal, parse_signal
 from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, Frame
@@ -64,17 +64,20 @@ async def exec_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> di
 
     args: `argv` (list of str) or `cmd` (str, run by bash or sh), optional `cwd`, `env`
     (merged over the agent's own), `timeout` (seconds; kills the process group), `stdin`
-    (true: the client sends data frames and an end frame; otherwise /dev/null).
+    (true: the client sends data frames and an end frame; otherwise /dev/null), `user`
+    (NAME, UID, NAME:GROUP or UID:GID in the sandbox; the agent's root by default).
     """
     argv = _command(agent, args)
-    cwd_arg = args.get("cwd")
-    cwd = agent.workdir if cwd_arg is None else files.resolve(cwd_arg, agent.workdir)
-    env = _environment(agent, args.get("env"))
+    run_as = users.resolve(args.get("user"))
+    cwd = _working_dir(agent, args.get("cwd"), run_as)
+    env = _environment(agent, args.get("env"), run_as)
     timeout = _optional_number(args, "timeout")
     stdin = args.get("stdin", False)
     if not isinstance(stdin, bool):
         raise errors.invalid("stdin must be a boolean")
-    proc = agent.processes.spawn(argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout)
+    proc = agent.processes.spawn(
+        argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout, run_as=run_as
+    )
     stream.event("started", process_id=proc.id, pid=proc.pid)
     bridge = _ProcessBridge(stream, proc)
     proc.attach(bridge)
@@ -119,16 +122,16 @@ class _ProcessBridge:
 async def start_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
     """Start a background process and answer its info at once.
 
-    args: as for exec (`argv` or `cmd`, `cwd`, `env`, `timeout`), plus `pty` ([cols,
+    args: as for exec (`argv` or `cmd`, `cwd`, `env`, `timeout`, `user`), plus `pty` ([cols,
     rows]: run on a terminal of that size), `max_run_after_disconnect` (seconds: kill the
     process that long after its last client left, or after its start if none attached),
     `scrollback` (bytes of output kept for replay; default 1 MiB).
     """
     argv = _command(agent, args)
     command: str | list[str] = args["cmd"] if args.get("cmd") is not None else argv
-    cwd_arg = args.get("cwd")
-    cwd = agent.workdir if cwd_arg is None else files.resolve(cwd_arg, agent.workdir)
-    env = _environment(agent, args.get("env"))
+    run_as = users.resolve(args.get("user"))
+    cwd = _working_dir(agent, args.get("cwd"), run_as)
+    env = _environment(agent, args.get("env"), run_as)
     terminal = _terminal(args.get("pty"))
     if terminal is not None:
         from .terminal import DEFAULT_TERM
@@ -155,6 +158,7 @@ async def start_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> d
         scrollback=scrollback,
         linger=None if linger is None else float(linger),
         hold_until_attach=_optional_number(args, "hold_until_attach"),
+        run_as=run_as,
     )
     return proc.info()
 
@@ -227,14 +231,33 @@ def _command(agent: Agent, args: dict[str, Any]) -> list[str]:
     return argv
 
 
-def _environment(agent: Agent, extra: object) -> dict[str, str]:
+def _working_dir(agent: Agent, cwd: object, run_as: users.RunAs | None) -> str:
+    """The process's directory: the caller's, or the agent's workdir, or for a user who
+    may not enter that (root's home, usually), the user's home, or at last `/`.
+
+    The child changes directory before it changes user, so a directory the user may not
+    enter is refused here rather than handed to it.
+    """
+    if cwd is not None:
+        path = files.resolve(cwd, agent.workdir)
+        if run_as is not None and os.path.isdir(path) and not run_as.can_enter(path):
+            raise errors.operation_failed(f"permission denied for user {run_as.name}", path)
+        return path
+    if run_as is None or run_as.can_enter(agent.workdir):
+        return agent.workdir
+    return run_as.home if run_as.can_enter(run_as.home) else "/"
+
+
+def _environment(agent: Agent, extra: object, run_as: users.RunAs | None) -> dict[str, str]:
+    """The agent's environment, then what a login of `run_as` sets, then the caller's."""
+    base = agent.base_env if run_as is None else {**agent.base_env, **run_as.environment()}
     if extra is None:
-        return agent.base_env
+        return base
     if not isinstance(extra, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and k and "=" not in k for k, v in extra.items()
     ):
         raise errors.invalid("env must map variable names to strings")
-    return {**agent.base_env, **extra}
+    return {**base, **extra}
 
 
 # -- files --------------------------------------------------------------------------

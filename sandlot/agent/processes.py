@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from . import errors
 from .reaper import Reaper
 from .scrollback import Scrollback
+from .users import RunAs
 
 OUTPUT_READ_SIZE = 256 * 1024
 EXIT_OUTPUT_GRACE = 0.1
@@ -473,9 +474,12 @@ class ProcessTable:
         env: dict[str, str],
         stdin: bool,
         timeout: float | None,
+        run_as: RunAs | None = None,
     ) -> ManagedProcess:
         """Start a run-and-wait process in its own session with piped output (and stdin)."""
-        return self._start(argv, argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout)
+        return self._start(
+            argv, argv, cwd=cwd, env=env, stdin=stdin, timeout=timeout, run_as=run_as
+        )
 
     def start_background(
         self,
@@ -489,6 +493,7 @@ class ProcessTable:
         scrollback: int,
         linger: float | None,
         hold_until_attach: float | None = None,
+        run_as: RunAs | None = None,
     ) -> ManagedProcess:
         """Start a background process: stdin piped (or a terminal), output kept in scrollback."""
         proc = self._start(
@@ -502,6 +507,7 @@ class ProcessTable:
             scrollback=Scrollback(scrollback),
             linger=linger,
             hold_until_attach=hold_until_attach,
+            run_as=run_as,
         )
         self._background.add(proc.id)
         return proc
@@ -519,12 +525,13 @@ class ProcessTable:
         scrollback: Scrollback | None = None,
         linger: float | None = None,
         hold_until_attach: float | None = None,
+        run_as: RunAs | None = None,
     ) -> ManagedProcess:
         stdin_fd: int | None
         if terminal is not None:
-            popen, outputs, stdin_fd = _popen_on_terminal(argv, cwd, env, terminal)
+            popen, outputs, stdin_fd = _popen_on_terminal(argv, cwd, env, terminal, run_as)
         else:
-            popen, outputs, stdin_fd = _popen_with_pipes(argv, cwd, env, stdin)
+            popen, outputs, stdin_fd = _popen_with_pipes(argv, cwd, env, stdin, run_as)
         proc = ManagedProcess(
             str(next(self._ids)),
             popen,
@@ -566,13 +573,14 @@ class ProcessTable:
 
 
 def _popen_with_pipes(
-    argv: list[str], cwd: str, env: dict[str, str], stdin: bool
+    argv: list[str], cwd: str, env: dict[str, str], stdin: bool, run_as: RunAs | None
 ) -> tuple[subprocess.Popen[bytes], dict[str, int], int | None]:
     out_r, out_w = os.pipe2(os.O_CLOEXEC)
     err_r, err_w = os.pipe2(os.O_CLOEXEC)
     in_r, in_w = os.pipe2(os.O_CLOEXEC) if stdin else (-1, -1)
     child_ends = [fd for fd in (out_w, err_w, in_r) if fd >= 0]
     parent_ends = [fd for fd in (out_r, err_r, in_w) if fd >= 0]
+    _hand_over(child_ends, run_as)
     try:
         popen = subprocess.Popen(
             argv,
@@ -582,10 +590,11 @@ def _popen_with_pipes(
             stdout=out_w,
             stderr=err_w,
             start_new_session=True,
+            **_identity(run_as),
         )
     except OSError as exc:
         _close_all(parent_ends)
-        raise _spawn_error(exc, argv, cwd) from None
+        raise _spawn_error(exc, argv, cwd, run_as) from None
     finally:
         _close_all(child_ends)
     for fd in parent_ends:
@@ -594,12 +603,14 @@ def _popen_with_pipes(
 
 
 def _popen_on_terminal(
-    argv: list[str], cwd: str, env: dict[str, str], size: Terminal
+    argv: list[str], cwd: str, env: dict[str, str], size: Terminal, run_as: RunAs | None
 ) -> tuple[subprocess.Popen[bytes], dict[str, int], int]:
     from . import terminal
 
     master, slave = terminal.open_terminal(size.cols, size.rows)
+    _hand_over([slave], run_as)
     try:
+        # The child takes its terminal after the switch of user (preexec_fn runs last).
         popen = subprocess.Popen(
             argv,
             cwd=cwd,
@@ -609,11 +620,12 @@ def _popen_on_terminal(
             stderr=slave,
             start_new_session=True,
             preexec_fn=terminal.take_controlling_terminal,
+            **_identity(run_as),
         )
     except (OSError, subprocess.SubprocessError) as exc:
         os.close(master)
         if isinstance(exc, OSError):
-            raise _spawn_error(exc, argv, cwd) from None
+            raise _spawn_error(exc, argv, cwd, run_as) from None
         raise errors.AgentError(errors.INTERNAL, f"could not start on a terminal: {exc}") from None
     finally:
         os.close(slave)  # else reading the master never sees the end (EIO)
@@ -628,7 +640,36 @@ def _close_all(fds: Sequence[int]) -> None:
         os.close(fd)
 
 
-def _spawn_error(exc: OSError, argv: list[str], cwd: str) -> errors.AgentError:
+def _identity(run_as: RunAs | None) -> dict[str, Any]:
+    """Popen's arguments that switch the child to `run_as` (none keeps the agent's root)."""
+    if run_as is None:
+        return {}
+    return {"user": run_as.uid, "group": run_as.gid, "extra_groups": list(run_as.groups)}
+
+
+def _hand_over(fds: Sequence[int], run_as: RunAs | None) -> None:
+    """Give the child's pipes or terminal to its user.
+
+    The process holds them open either way, but whatever reopens them by name
+    (`> /dev/stderr`, `tty`, `ssh` asking for a password) is checked against their owner,
+    which is the agent's root until changed.
+    """
+    if run_as is None or run_as.uid == 0:
+        return
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.fchown(fd, run_as.uid, -1)
+
+
+def _spawn_error(
+    exc: OSError, argv: list[str], cwd: str, run_as: RunAs | None = None
+) -> errors.AgentError:
+    if run_as is not None and exc.filename is None:
+        # Only the switch of user fails without naming a file (e.g. an id outside the
+        # sandbox's user namespace).
+        reason = (exc.strerror or "failed").lower()
+        message = f"cannot run as user {run_as.name} (uid {run_as.uid}, gid {run_as.gid}): {reason}"
+        return errors.invalid(message)
     if exc.filename == cwd or not os.path.isdir(cwd):
         if isinstance(exc, FileNotFoundError):
             message = f"working directory does not exist: {cwd}"
