@@ -101,6 +101,8 @@ class StartProcess:
     pty: tuple[int, int] | None = None
     max_run_after_disconnect: float | None = None
     scrollback_bytes: int | None = None
+    user: str | None = None
+    """Who runs it in the sandbox (NAME, UID, NAME:GROUP, UID:GID); None: the default."""
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,7 @@ class SandboxSession(Protocol):
         env: dict[str, str] | None = None,
         timeout: float | None = None,
         max_output: int | None = None,
+        user: str | None = None,
     ) -> ExecResultLike: ...
 
     def read_file(self, path: str) -> AsyncIterator[bytes]: ...
@@ -116,6 +117,7 @@ class SandboxSession(Protocol):
         max_run_after_disconnect: float | None = None,
         scrollback: int | None = None,
         hold_until_attach: float | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]: ...
 
     async def list_processes(self, include_exited: bool = False) -> list[dict[str, Any]]: ...

@@ -416,13 +416,22 @@ class AgentClient:
         stdin: bool = False,
         on_output: OutputCallback | None = None,
         max_output: int | None = None,
+        user: str | None = None,
     ) -> AgentProcess:
         """Start a command (a string runs through bash, or sh) and return its handle.
 
         With `stdin` False the process reads /dev/null; otherwise feed it through
-        `send_stdin` and `close_stdin`.
+        `send_stdin` and `close_stdin`. `user` (NAME, UID, NAME:GROUP or UID:GID, looked
+        up in the sandbox) runs it as that user instead of root, with that user's HOME,
+        USER and LOGNAME unless `env` sets them.
         """
-        args: dict[str, Any] = {"cwd": cwd, "env": env, "timeout": timeout, "stdin": stdin}
+        args: dict[str, Any] = {
+            "cwd": cwd,
+            "env": env,
+            "timeout": timeout,
+            "stdin": stdin,
+            "user": user,
+        }
         if isinstance(command, str):
             args["cmd"] = command
         else:
@@ -454,10 +463,12 @@ class AgentClient:
         stdin: bytes | None = None,
         on_output: OutputCallback | None = None,
         max_output: int | None = None,
+        user: str | None = None,
     ) -> ExecResult:
         """Run a command to completion; a timeout kills its process group (timed_out=True).
 
-        `max_output` bounds what is kept of each of stdout and stderr (the last bytes).
+        `max_output` bounds what is kept of each of stdout and stderr (the last bytes);
+        `user` is as for `spawn`.
         """
         proc = await self.spawn(
             command,
@@ -467,6 +478,7 @@ class AgentClient:
             stdin=stdin is not None,
             on_output=on_output,
             max_output=max_output,
+            user=user,
         )
         if stdin is None:
             return await proc.wait()
@@ -489,6 +501,7 @@ class AgentClient:
         max_run_after_disconnect: float | None = None,
         scrollback: int | None = None,
         hold_until_attach: float | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """Start a background process that outlives this connection; returns its ProcessInfo.
 
@@ -498,7 +511,7 @@ class AgentClient:
         `scrollback` bounds the output kept for replay (default 1 MiB). Output made
         before the first attach is replayed by it, within that bound; with
         `hold_until_attach` (seconds) the process's output waits for that first attach
-        instead, so none of it scrolls out.
+        instead, so none of it scrolls out. `user` is as for `spawn`.
         """
         args: dict[str, Any] = {
             "cwd": cwd,
@@ -508,6 +521,7 @@ class AgentClient:
             "max_run_after_disconnect": max_run_after_disconnect,
             "scrollback": scrollback,
             "hold_until_attach": hold_until_attach,
+            "user": user,
         }
         if isinstance(command, str):
             args["cmd"] = command
