@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import itertools
 import os
 import signal
@@ -661,12 +662,25 @@ def _hand_over(fds: Sequence[int], run_as: RunAs | None) -> None:
             os.fchown(fd, run_as.uid, -1)
 
 
+def _failed_to_switch(exc: OSError, cwd: str) -> bool:
+    """Whether the child failed to take its user's ids (e.g. one outside the sandbox's
+    user namespace) rather than to enter `cwd` or to exec.
+
+    Python reports every failure before exec as one of chdir (3.11 names `cwd`, later
+    versions no file); only setgroups, setregid and setreuid fail with these codes, and
+    not on a directory that exists.
+    """
+    return (
+        exc.filename in (None, cwd)
+        and exc.errno in (errno.EINVAL, errno.EPERM)
+        and os.path.isdir(cwd)
+    )
+
+
 def _spawn_error(
     exc: OSError, argv: list[str], cwd: str, run_as: RunAs | None = None
 ) -> errors.AgentError:
-    if run_as is not None and exc.filename is None:
-        # Only the switch of user fails without naming a file (e.g. an id outside the
-        # sandbox's user namespace).
+    if run_as is not None and _failed_to_switch(exc, cwd):
         reason = (exc.strerror or "failed").lower()
         message = f"cannot run as user {run_as.name} (uid {run_as.uid}, gid {run_as.gid}): {reason}"
         return errors.invalid(message)
