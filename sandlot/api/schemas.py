@@ -24,6 +24,16 @@ from sandlot.runtime.spec import Resources
 T = TypeVar("T")
 
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+USER_SPEC = r"^[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?$"
+USER_DESCRIPTION = (
+    "Run as this user of the sandbox: a name or uid, optionally with a group after a colon "
+    "(`alice`, `1000`, `alice:staff`, `1000:1000`), looked up in the sandbox's own "
+    "/etc/passwd and /etc/group. Supplementary groups are the user's; HOME, USER and "
+    "LOGNAME are the user's unless `env` sets them; the working directory defaults to the "
+    "user's home when the user may not enter the default one. A uid without a passwd "
+    "entry runs with that number as its group. Default: the template's user (root "
+    "unless the template names another). An unknown user or group is a 400 INVALID_CONFIG."
+)
 
 
 class Model(BaseModel):
@@ -294,6 +304,9 @@ class ExecIn(Model):
     timeout: float | None = Field(
         default=None, gt=0, le=24 * 3600, description="Seconds; default 60."
     )
+    user: str | None = Field(
+        default=None, max_length=64, pattern=USER_SPEC, description=USER_DESCRIPTION
+    )
 
     @field_validator("command")
     @classmethod
@@ -357,6 +370,9 @@ class StartProcessIn(Model):
         default=None, ge=0, description="Kill the process this long after its last client detaches."
     )
     scrollback_bytes: int | None = Field(default=None, ge=1024, le=64 * 1024 * 1024)
+    user: str | None = Field(
+        default=None, max_length=64, pattern=USER_SPEC, description=USER_DESCRIPTION
+    )
 
     @field_validator("command", "cwd")
     @classmethod
@@ -377,6 +393,7 @@ class StartProcessIn(Model):
             pty=(self.pty.cols, self.pty.rows) if self.pty else None,
             max_run_after_disconnect=self.max_run_after_disconnect,
             scrollback_bytes=self.scrollback_bytes,
+            user=self.user,
         )
 
 

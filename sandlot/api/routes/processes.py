@@ -42,7 +42,13 @@ async def run_command(
 ) -> Envelope[ExecOut]:
     """Answers 504 SANDBOX_TIMEOUT, with the output so far in `details`, if `timeout` passes."""
     outcome = await svc.run_command(
-        who.org_id, sandbox_id, body.command, cwd=body.cwd, env=body.env, timeout=body.timeout
+        who.org_id,
+        sandbox_id,
+        body.command,
+        cwd=body.cwd,
+        env=body.env,
+        timeout=body.timeout,
+        user=body.user,
     )
     return Envelope(data=ExecOut.of(outcome))
 
