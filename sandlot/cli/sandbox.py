@@ -44,6 +44,16 @@ ProcessId = Annotated[
     str, typer.Argument(help="Process id, e.g. proc-…", metavar="PROC_ID", show_default=False)
 ]
 
+User = Annotated[
+    str | None,
+    typer.Option(
+        "--user",
+        "-u",
+        help="Run as this user of the sandbox: NAME, UID, NAME:GROUP or UID:GID.",
+        show_default="the template's user, root",
+    ),
+]
+
 # `timeout` exits with this code when a command overran; exec does the same.
 TIMEOUT_EXIT_CODE = 124
 # What a shell reports for a command ended by Ctrl-C (128 + SIGINT).
@@ -236,6 +246,7 @@ def exec_command(
     stream: Annotated[
         bool, typer.Option("--stream", help="Print the output as it comes, not at the end.")
     ] = False,
+    user: User = None,
     json_output: Json = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -255,14 +266,21 @@ def exec_command(
         sbx = client.sandboxes.get(sandbox_id)
         if stream:
             handle = sbx.commands.run(
-                command_line(command), background=True, cwd=cwd, env=env_vars, timeout=timeout
+                command_line(command),
+                background=True,
+                cwd=cwd,
+                env=env_vars,
+                timeout=timeout,
+                user=user,
             )
             with handle:
                 # Like exec without --stream, the command gets no input.
                 handle.close_stdin()
                 _follow(handle, on_interrupt="kill")
         try:
-            result = sbx.commands.run(command_line(command), cwd=cwd, env=env_vars, timeout=timeout)
+            result = sbx.commands.run(
+                command_line(command), cwd=cwd, env=env_vars, timeout=timeout, user=user
+            )
         except CommandTimeoutError as err:
             if not json_output:
                 _echo_output(err.details.get("stdout", ""), err.details.get("stderr", ""))
@@ -324,6 +342,7 @@ def shell(
         str | None,
         typer.Option(help="Run this instead of a login shell.", show_default="bash -l"),
     ] = None,
+    user: User = None,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
 ) -> None:
@@ -343,6 +362,7 @@ def shell(
             cwd=cwd,
             env={"TERM": os.environ.get("TERM") or "xterm-256color"},
             command=command,
+            user=user,
         )
         with term:
             _exit_with(lambda: run_terminal(term))

@@ -54,6 +54,7 @@ class _CommandsBase(Generic[TransportT]):
         cwd: str | None,
         env: Mapping[str, str] | None,
         timeout: float | None,
+        user: str | None,
     ) -> Call[CommandResult]:
         return Call(
             "POST",
@@ -64,6 +65,7 @@ class _CommandsBase(Generic[TransportT]):
                 "cwd": cwd,
                 "env": dict(env or {}),
                 "timeout": timeout,
+                "user": user,
             },
             read_timeout=_wait_limit(timeout),
         )
@@ -75,6 +77,7 @@ class _CommandsBase(Generic[TransportT]):
         env: Mapping[str, str] | None,
         timeout: float | None,
         max_run_after_disconnect: float | None,
+        user: str | None,
     ) -> Call[ProcessInfo]:
         return start_call(
             self._sandbox_id,
@@ -83,6 +86,7 @@ class _CommandsBase(Generic[TransportT]):
             env=env,
             timeout=timeout,
             max_run_after_disconnect=max_run_after_disconnect,
+            user=user,
         )
 
 
@@ -99,6 +103,7 @@ class Commands(_CommandsBase[SyncTransport]):
         on_stdout: LineCallback | None = None,
         on_stderr: LineCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> CommandResult: ...
 
     @overload
@@ -113,6 +118,7 @@ class Commands(_CommandsBase[SyncTransport]):
         on_stdout: LineCallback | None = None,
         on_stderr: LineCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> CommandHandle: ...
 
     @overload
@@ -127,6 +133,7 @@ class Commands(_CommandsBase[SyncTransport]):
         on_stdout: LineCallback | None = None,
         on_stderr: LineCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> CommandResult | CommandHandle: ...
 
     def run(
@@ -140,6 +147,7 @@ class Commands(_CommandsBase[SyncTransport]):
         on_stdout: LineCallback | None = None,
         on_stderr: LineCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> CommandResult | CommandHandle:
         """Run `command`; wait for it to end, or with `background=True` return at once.
 
@@ -155,12 +163,16 @@ class Commands(_CommandsBase[SyncTransport]):
         as it arrives: while this call waits, or, for a background command, while
         its handle is read (`stream()`, `wait()`). `max_run_after_disconnect` kills
         the process that many seconds after its last attachment closes.
+
+        `user` runs the command as that user of the sandbox: a name or uid, optionally
+        with a group (`"alice"`, `"1000:1000"`), with the user's HOME, USER and LOGNAME
+        unless `env` sets them. An unknown user raises `InvalidConfigError`.
         """
         limit = _effective_timeout(timeout, background)
         if not background and on_stdout is None and on_stderr is None:
-            return self._transport.send(self._run_call(command, cwd, env, limit))
+            return self._transport.send(self._run_call(command, cwd, env, limit, user))
         info = self._transport.send(
-            self._start_call(command, cwd, env, limit, max_run_after_disconnect)
+            self._start_call(command, cwd, env, limit, max_run_after_disconnect, user)
         )
         handle = self._attach_started(info, on_stdout=on_stdout, on_stderr=on_stderr)
         if background:
@@ -223,6 +235,7 @@ class AsyncCommands(_CommandsBase[AsyncTransport]):
         on_stdout: LineCallback | None = None,
         on_stderr: LineCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> CommandResult: ...
 
     @overload
@@ -237,6 +250,7 @@ class AsyncCommands(_CommandsBase[AsyncTransport]):
         on_stdout: LineCallback | None = None,
         on_stderr: LineCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> AsyncCommandHandle: ...
 
     @overload
@@ -251,6 +265,7 @@ class AsyncCommands(_CommandsBase[AsyncTransport]):
         on_stdout: LineCallback | None = None,
         on_stderr: LineCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> CommandResult | AsyncCommandHandle: ...
 
     async def run(
@@ -264,13 +279,14 @@ class AsyncCommands(_CommandsBase[AsyncTransport]):
         on_stdout: LineCallback | None = None,
         on_stderr: LineCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> CommandResult | AsyncCommandHandle:
         """Run `command`; see `Commands.run`. Callbacks may also be coroutine functions."""
         limit = _effective_timeout(timeout, background)
         if not background and on_stdout is None and on_stderr is None:
-            return await self._transport.send(self._run_call(command, cwd, env, limit))
+            return await self._transport.send(self._run_call(command, cwd, env, limit, user))
         info = await self._transport.send(
-            self._start_call(command, cwd, env, limit, max_run_after_disconnect)
+            self._start_call(command, cwd, env, limit, max_run_after_disconnect, user)
         )
         handle = await self._attach_started(info, on_stdout=on_stdout, on_stderr=on_stderr)
         if background:

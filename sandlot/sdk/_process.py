@@ -67,6 +67,7 @@ def start_call(
     timeout: float | None,
     pty: tuple[int, int] | None = None,
     max_run_after_disconnect: float | None = None,
+    user: str | None = None,
 ) -> Call[ProcessInfo]:
     return Call(
         "POST",
@@ -79,6 +80,7 @@ def start_call(
             "timeout": timeout,
             "pty": None if pty is None else {"cols": pty[0], "rows": pty[1]},
             "maxRunAfterDisconnect": max_run_after_disconnect,
+            "user": user,
         },
     )
 

@@ -36,6 +36,7 @@ class _PtyBase(Generic[TransportT]):
         command: str | Sequence[str] | None,
         timeout: float | None,
         max_run_after_disconnect: float | None,
+        user: str | None,
     ) -> Call[ProcessInfo]:
         return start_call(
             self._sandbox_id,
@@ -45,6 +46,7 @@ class _PtyBase(Generic[TransportT]):
             timeout=timeout,
             pty=(cols, rows),
             max_run_after_disconnect=max_run_after_disconnect,
+            user=user,
         )
 
 
@@ -60,13 +62,18 @@ class Pty(_PtyBase[SyncTransport]):
         timeout: float | None = None,
         on_output: OutputCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> PtyHandle:
         """Start `command` (default: a login shell) on a terminal of `cols`×`rows`.
 
         `on_output` is called with each chunk of bytes as the handle reads them
-        (`stream()`, `wait()`). `timeout` kills it after that many seconds.
+        (`stream()`, `wait()`). `timeout` kills it after that many seconds. `user` runs
+        it as that user of the sandbox (see `Commands.run`); its login shell then starts
+        in the user's home when the user may not enter the default directory.
         """
-        call = self._create_call(cols, rows, cwd, env, command, timeout, max_run_after_disconnect)
+        call = self._create_call(
+            cols, rows, cwd, env, command, timeout, max_run_after_disconnect, user
+        )
         info = self._transport.send(call)
         try:
             return PtyHandle._attach(
@@ -94,9 +101,12 @@ class AsyncPty(_PtyBase[AsyncTransport]):
         timeout: float | None = None,
         on_output: OutputCallback | None = None,
         max_run_after_disconnect: float | None = None,
+        user: str | None = None,
     ) -> AsyncPtyHandle:
         """Start a terminal; see `Pty.create`. `on_output` may be a coroutine function."""
-        call = self._create_call(cols, rows, cwd, env, command, timeout, max_run_after_disconnect)
+        call = self._create_call(
+            cols, rows, cwd, env, command, timeout, max_run_after_disconnect, user
+        )
         info = await self._transport.send(call)
         try:
             return await AsyncPtyHandle._attach(
