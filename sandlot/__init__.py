@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sandlot.errors import (
     AuthenticationError,
+    BuildFailedError,
     CommandTimeoutError,
     FileExistsInSandboxError,
     FileNotFoundInSandboxError,
@@ -83,6 +84,7 @@ __all__ = [
     "AsyncSandbox",
     "AsyncSandlot",
     "AuthenticationError",
+    "BuildFailedError",
     "CommandHandle",
     "CommandResult",
     "CommandTimeoutError",

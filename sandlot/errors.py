@@ -14,12 +14,14 @@ mean one thing on the wire and another in Python.
     │   ├── FileNotFoundInSandboxError FILE_NOT_FOUND      404
     │   ├── ProcessNotFoundError      PROCESS_NOT_FOUND    404
     │   ├── SnapshotNotFoundError     SNAPSHOT_NOT_FOUND   404
+    │   ├── BuildNotFoundError        BUILD_NOT_FOUND      404
     │   ├── KeyNotFoundError          KEY_NOT_FOUND        404
     │   ├── SshKeyNotFoundError       SSH_KEY_NOT_FOUND    404
     │   └── PortNotExposedError       PORT_NOT_EXPOSED     404
     ├── FileExistsInSandboxError      FILE_EXISTS          409
     ├── FileOperationError            FILE_OPERATION_FAILED 400
     ├── InvalidStateError             INVALID_STATE        409
+    ├── BuildFailedError              BUILD_FAILED         422
     ├── RateLimitedError              RATE_LIMITED         429 (retryable)
     ├── ResourceExhaustedError        RESOURCE_EXHAUSTED   503 (retryable)
     ├── SandboxUnavailableError       SANDBOX_UNAVAILABLE  503 (retryable)
@@ -100,6 +102,10 @@ class SnapshotNotFoundError(NotFoundError):
     code = "SNAPSHOT_NOT_FOUND"
 
 
+class BuildNotFoundError(NotFoundError):
+    code = "BUILD_NOT_FOUND"
+
+
 class KeyNotFoundError(NotFoundError):
     code = "KEY_NOT_FOUND"
 
@@ -135,6 +141,14 @@ class FileOperationError(SandlotError):
 class InvalidStateError(SandlotError):
     code = "INVALID_STATE"
     status = 409
+
+
+class BuildFailedError(SandlotError):
+    """A template build or import ended in failure; the message is its error, and the
+    build's log says more."""
+
+    code = "BUILD_FAILED"
+    status = 422
 
 
 class RateLimitedError(SandlotError):

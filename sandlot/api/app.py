@@ -26,6 +26,7 @@ from sandlot.api.routes import (
     runtimes,
     sandboxes,
     ssh,
+    templates,
 )
 from sandlot.api.routes.ssh import SshEndpoint
 from sandlot.core.service import SandboxService
@@ -101,6 +102,7 @@ def create_app(
         ssh,
         network,
         runtimes,
+        templates,
     )
     for module in routers:
         app.include_router(module.router, responses=ERROR_RESPONSES)

@@ -1,22 +1,34 @@
-"""`sandlot template build|list`: templates on this host's disk."""
+"""`sandlot template list|get|build|import|rm|logs`.
+
+`build` takes either a context directory and `--name` (a Sandlotfile build, through the
+API, like everything else here) or the name of one of Sandlot's recipes (`base`,
+`python`, `node`), which is built on this host from Debian packages before any server
+runs; that is how set-up makes the default template.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from sandlot.cli.connection import ApiKey, ApiUrl, Json, open_client
+from sandlot.cli.output import human_bytes, print_json, reporting_errors
+
 if TYPE_CHECKING:
     from rich.console import Console
 
     from sandlot.config import Settings
+    from sandlot.sdk import BuildInfo
 
-template_app = typer.Typer(no_args_is_help=True, help="Build and list templates on this host.")
+template_app = typer.Typer(
+    no_args_is_help=True, help="Templates: build from a Sandlotfile, import images, list, remove."
+)
 
 DataDir = Annotated[
-    Path | None, typer.Option(help="Server data directory [default: /var/lib/sandlot]")
+    Path | None,
+    typer.Option(help="Server data directory, for recipe builds [default: /var/lib/sandlot]"),
 ]
 
 
@@ -26,7 +38,9 @@ def _settings(data_dir: Path | None) -> Settings:
     return Settings(data_dir=data_dir) if data_dir else Settings()
 
 
-def build_with_progress(settings: Settings, name: str, console: Console) -> None:
+def build_with_progress(
+    settings: Settings, name: str, console: Console, force: bool = False
+) -> None:
     from sandlot.server import build_known_template
 
     console.print(
@@ -35,7 +49,10 @@ def build_with_progress(settings: Settings, name: str, console: Console) -> None
     )
     with console.status(f"building template {name}…") as status:
         template = build_known_template(
-            settings, name, lambda line: status.update(f"building template {name}: {line[:100]}")
+            settings,
+            name,
+            lambda line: status.update(f"building template {name}: {line[:100]}"),
+            force=force,
         )
     size_mb = template.size_bytes // 2**20
     console.print(f"Template [bold]{name}[/] ready ({size_mb} MiB, digest {template.digest}).")
@@ -43,43 +60,131 @@ def build_with_progress(settings: Settings, name: str, console: Console) -> None
 
 @template_app.command("build")
 def build(
-    name: Annotated[str, typer.Argument(help="A known recipe, e.g. base")] = "base",
+    ctx: typer.Context,
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="The build context directory (with --name), or a recipe: base, python, node."
+        ),
+    ] = ".",
+    name: Annotated[str | None, typer.Option("--name", "-n", help="The template to make.")] = None,
+    file: Annotated[
+        str, typer.Option("--file", "-f", help="The Sandlotfile (path or inside the context).")
+    ] = "Sandlotfile",
+    force: Annotated[bool, typer.Option(help="Recipes: build anew even if up to date.")] = False,
     data_dir: DataDir = None,
-    force: Annotated[bool, typer.Option(help="Rebuild even if it exists")] = False,
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
 ) -> None:
-    """Build a template from one of Sandlot's recipes (needs root and mmdebstrap)."""
-    from rich.console import Console
+    """Build a template from a Sandlotfile and a context, streaming the build's log."""
+    if name is None:
+        from rich.console import Console
 
-    from sandlot.server import template_store
+        from sandlot.templates.recipe import RECIPES
 
-    settings = _settings(data_dir)
-    console = Console(stderr=True)
-    if not force and template_store(settings).exists(name):
-        console.print(f"Template [bold]{name}[/] already exists (use --force to rebuild).")
+        if target not in RECIPES:
+            raise typer.BadParameter(
+                f"give --name to build {target!r} as a context, or a recipe: {', '.join(RECIPES)}"
+            )
+        build_with_progress(_settings(data_dir), target, Console(stderr=True), force)
         return
-    build_with_progress(settings, name, console)
+    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
+        log = None if json_output else typer.echo
+        done = client.templates.build(name, file, target, on_log=log)
+    _report(done, json_output)
+
+
+@template_app.command("import")
+def import_image(
+    ctx: typer.Context,
+    archive: Annotated[
+        Path,
+        typer.Argument(
+            help="A `docker save` archive, an OCI image archive or an OCI layout directory.",
+            exists=True,
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name", "-n", help="The template to make.")],
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Import an image you already have as a template."""
+    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
+        log = None if json_output else typer.echo
+        done = client.templates.import_image(name, archive, on_log=log)
+    _report(done, json_output)
+
+
+def _report(done: BuildInfo, json_output: bool) -> None:
+    if json_output:
+        print_json(done.to_api())
 
 
 @template_app.command("list")
 def list_templates(
-    data_dir: DataDir = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    ctx: typer.Context, json_output: Json = False, api_url: ApiUrl = None, api_key: ApiKey = None
 ) -> None:
-    """List the templates installed on this host."""
+    """The built-in templates and your organisation's own."""
     from rich.console import Console
     from rich.table import Table
 
-    from sandlot.server import template_store
-
-    templates = template_store(_settings(data_dir)).list()
-    if as_json:
-        rows = [
-            {"name": t.name, "digest": t.digest, "sizeBytes": t.size_bytes, "workdir": t.workdir}
-            for t in templates
-        ]
-        typer.echo(json.dumps(rows))
+    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
+        templates = client.templates.list()
+    if json_output:
+        print_json([t.to_api() for t in templates])
         return
-    table = Table("NAME", "DIGEST", "SIZE")
+    table = Table("NAME", "SOURCE", "DIGEST", "LAYERS", "SIZE", "CREATED")
     for t in templates:
-        table.add_row(t.name, t.digest, f"{t.size_bytes // 2**20} MiB")
+        table.add_row(
+            t.name, t.source, t.digest, str(t.layers), human_bytes(t.size_bytes), t.created_at
+        )
     Console().print(table)
+
+
+@template_app.command("get")
+def get_template(
+    ctx: typer.Context,
+    name: str,
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """A template's settings: env, workdir, user, start and ready commands, ports."""
+    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
+        template = client.templates.get(name)
+    if json_output:
+        print_json(template.to_api())
+        return
+    for key, value in template.to_api().items():
+        typer.echo(f"{key}: {value}")
+
+
+@template_app.command("rm")
+def remove(
+    ctx: typer.Context,
+    name: str,
+    force: Annotated[
+        bool, typer.Option(help="Remove even while sandboxes or snapshots use it.")
+    ] = False,
+    json_output: Json = False,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Remove a template (refused while it is in use, unless --force)."""
+    with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
+        removed = client.templates.delete(name, force=force)
+    print_json(removed.to_api()) if json_output else typer.echo(f"removed {removed.name}")
+
+
+@template_app.command("logs")
+def logs(
+    ctx: typer.Context,
+    build_id: str,
+    api_url: ApiUrl = None,
+    api_key: ApiKey = None,
+) -> None:
+    """Follow a build's or import's log until it ends."""
+    with reporting_errors(as_json=False), open_client(ctx, api_url, api_key) as client:
+        client.templates.wait(build_id, on_log=typer.echo)

@@ -17,6 +17,10 @@ def new_snapshot_id() -> str:
     return "snap-" + _random_part()
 
 
+def new_build_id() -> str:
+    return "bld-" + _random_part()
+
+
 def new_patch_id() -> str:
     return "patch-" + _random_part()
 

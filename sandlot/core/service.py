@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from sandlot.core import ids
+from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
 from sandlot.core.lifecycle import Lifecycle
@@ -48,6 +49,7 @@ from sandlot.errors import (
     SandboxNotFoundError,
     SandboxUnavailableError,
     SandlotError,
+    TemplateNotFoundError,
 )
 from sandlot.network.manager import NetworkManager
 from sandlot.network.policy import NetworkPolicy
@@ -62,6 +64,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SHELL = ["/bin/bash", "-l"]
 FIRST_ATTACH_GRACE = 5.0
+READY_TIMEOUT = 120.0
+"""How long create waits for a template's READY check to succeed."""
+READY_INTERVAL = 0.2
 """Seconds a new process's output waits for its first attachment before it runs free
 into the scrollback ring: a client that starts and then attaches loses nothing."""
 DENIED_EVENT_SECONDS = 10.0
@@ -75,6 +80,8 @@ class Live:
     org_id: str
     env: dict[str, str]
     session: SandboxSession
+    user: str | None = None
+    """Who commands run as when the caller does not say: the template's USER."""
 
 
 class SandboxService:
@@ -123,6 +130,7 @@ class SandboxService:
         self._locks: dict[str, asyncio.Lock] = {}
         self.last_activity: dict[str, float] = {}
         self.holds: collections.Counter[str] = collections.Counter()
+        self.builds = TemplateBuilds(self)
         self.lifecycle = Lifecycle(
             self,
             snapshots_root or Path(tempfile.gettempdir()) / "sandlot-snapshots",
@@ -144,18 +152,50 @@ class SandboxService:
 
     # ---- lifecycle -------------------------------------------------------------------
 
-    async def create(self, org_id: str, request: CreateSandbox) -> SandboxView:
+    def visible_template(self, org_id: str | None, name: str) -> Template:
+        """A template the organisation may start from: built in, or its own."""
+        template = self.templates.get(name)
+        if org_id is not None and template.owner not in (None, org_id):
+            raise TemplateNotFoundError(
+                f"template {name!r} does not exist; `sandlot template list` shows the "
+                "available ones",
+                details={"template": name},
+            )
+        return template
+
+    def template_users(self, name: str) -> list[str]:
+        """Live sandboxes and snapshots made from any version of template `name`."""
+        with self.db.session() as s:
+            return sandbox_rows.template_users(s, name)
+
+    def layers_in_use(self) -> set[Path]:
+        with self.db.session() as s:
+            return {p for lowerdir in sandbox_rows.lowerdirs(s) for p in layers_of(lowerdir)}
+
+    async def create(
+        self, org_id: str, request: CreateSandbox, *, from_template: Template | None = None
+    ) -> SandboxView:
+        """`from_template` starts from layers that are not (yet) a named template: a
+        build's step."""
         self._check_runtime(request.runtime)
         snapshot: Path | None = None
+        warm = None
         if request.snapshot_id is not None:
             template, snapshot = self.lifecycle.source_of(org_id, request.snapshot_id)
-            warm = None
         else:
-            template = self.templates.get(request.template)
-            warm = None
+            template = from_template or self.visible_template(org_id, request.template)
             # The pool holds sandboxes of the default backend only.
-            if self.pool is not None and request.runtime in (None, self.runtime.name):
+            if (
+                self.pool is not None
+                and from_template is None
+                and request.runtime in (None, self.runtime.name)
+            ):
                 warm = self.pool.take(template, request.resources)
+        if template.ports:  # a template's EXPOSEd ports are previewed like the defaults
+            ports = tuple(sorted({*request.network.preview_ports, *template.ports}))
+            request = dataclasses.replace(
+                request, network=dataclasses.replace(request.network, preview_ports=ports)
+            )
         sandbox_id = warm.sandbox_id if warm is not None else ids.new_sandbox_id()
         try:
             cpus = await self._admit(org_id, sandbox_id, template, request)
@@ -193,9 +233,11 @@ class SandboxService:
             raise SandboxUnavailableError(
                 f"sandbox {sandbox_id} failed to start: {exc}", details={"sandboxId": sandbox_id}
             ) from exc
-        self._live[sandbox_id] = Live(org_id, request.env, session)
+        self._live[sandbox_id] = Live(org_id, request.env, session, template.user or None)
         self.logs.follow(sandbox_id, org_id, session)
         self.last_activity[sandbox_id] = time.monotonic()
+        if snapshot is None:  # a snapshot's processes were started long ago
+            await self._start_template(org_id, sandbox_id, template, session, request.env)
         return self._set_status(
             sandbox_id,
             SandboxStatus.RUNNING,
@@ -204,6 +246,56 @@ class SandboxService:
                 "snapshot_id": request.snapshot_id,
                 "runtime": self.runtime.backend_of(sandbox_id),
             },
+        )
+
+    async def _start_template(
+        self,
+        org_id: str,
+        sandbox_id: str,
+        template: Template,
+        session: SandboxSession,
+        env: dict[str, str],
+    ) -> None:
+        """Start the template's start command, then wait for its ready check; a sandbox
+        that never becomes ready is destroyed and the create fails."""
+        if not template.start_command and template.ready_command is None:
+            return
+        try:
+            if template.start_command:
+                await session.start_process(
+                    list(template.start_command),
+                    env={**template.env, **env},
+                    user=template.user or None,
+                    max_run_after_disconnect=None,
+                )
+            if template.ready_command is not None:
+                await self._wait_ready(session, template, env)
+        except BaseException:
+            await self._forget(sandbox_id)
+            await self._destroy_on_host(sandbox_id)
+            self._set_status(sandbox_id, SandboxStatus.ERROR, reason="its template never got ready")
+            raise
+
+    async def _wait_ready(
+        self, session: SandboxSession, template: Template, env: dict[str, str]
+    ) -> None:
+        assert template.ready_command is not None
+        deadline = time.monotonic() + READY_TIMEOUT
+        last = b""
+        while time.monotonic() < deadline:
+            result = await session.exec(
+                ["/bin/sh", "-c", template.ready_command],
+                env={**template.env, **env},
+                timeout=max(1.0, deadline - time.monotonic()),
+                user=template.user or None,
+            )
+            if result.exit_code == 0:
+                return
+            last = result.stderr or result.stdout
+            await asyncio.sleep(READY_INTERVAL)
+        raise CommandTimeoutError(
+            f"template {template.name}'s ready check {template.ready_command!r} did not "
+            f"succeed within {READY_TIMEOUT:.0f} s: {last[-500:].decode(errors='replace')}"
         )
 
     def _check_runtime(self, name: str | None) -> None:
@@ -342,6 +434,7 @@ class SandboxService:
         cwd: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float | None = None,
+        user: str | None = None,
     ) -> CommandOutcome:
         live = await self._live_sandbox(org_id, sandbox_id)
         oom_before = self.runtime.oom_kills(sandbox_id)
@@ -351,6 +444,7 @@ class SandboxService:
             env={**live.env, **(env or {})},
             timeout=timeout or self._exec_timeout,
             max_output=self._exec_output_limit,
+            user=user or live.user,
         )
         self.record_completion(org_id, sandbox_id, command, result)
         if result.timed_out:
@@ -454,6 +548,7 @@ class SandboxService:
             max_run_after_disconnect=request.max_run_after_disconnect,
             scrollback=request.scrollback_bytes,
             hold_until_attach=FIRST_ATTACH_GRACE,
+            user=request.user or live.user,
         )
 
     async def attach(self, org_id: str, sandbox_id: str, process_id: str) -> AttachmentLike:
@@ -518,6 +613,7 @@ class SandboxService:
             await self.network.start()
         self.lifecycle.drop_unfinished()
         await self.reconcile()
+        await self.builds.settle()
         if self.pool is not None:
             self.pool.refill()
 
@@ -604,6 +700,7 @@ class SandboxService:
 
     async def close(self) -> None:
         """Drop agent connections; sandboxes keep running and are adopted on next start."""
+        await self.builds.close()
         if self.pool is not None:
             await self.pool.close()
         for live in self._live.values():
@@ -745,7 +842,11 @@ class SandboxService:
         session = await self._connect(
             self.runtime.agent_endpoint(view.id), self._agent_connect_timeout
         )
-        live = self._live[view.id] = Live(view.org_id, view.env, session)
+        with self.db.session() as s:
+            row = sandbox_rows.get(s, view.id)
+            assert row is not None
+            template = self.template_of(row.template, row.template_digest, row.rootfs)
+        live = self._live[view.id] = Live(view.org_id, view.env, session, template.user or None)
         self.logs.follow(view.id, view.org_id, session)
         return live
 

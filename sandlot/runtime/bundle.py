@@ -67,13 +67,14 @@ MEMORY_MB_CAP = 16 * 1024
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def agent_args() -> list[str]:
+def agent_args(workdir: str) -> list[str]:
     """The stdlib-only agent, run by the Python of the agent layer (templates/agent_layer.py)
     through that layer's own loader, so it needs nothing from the template and leaves no
     library path behind for the commands it starts; it also serves the syslog socket."""
     python = [f"{AGENT_PYTHON}/lib/ld.so", "--library-path", f"{AGENT_PYTHON}/lib"]
     python += [f"{AGENT_PYTHON}/bin/python3", "-E", "-s", "-S", "-B"]
-    return [*python, "-m", "agent", "--socket", AGENT_SOCKET, "--syslog", SYSLOG_SOCKET]
+    agent = ["-m", "agent", "--socket", AGENT_SOCKET, "--syslog", SYSLOG_SOCKET]
+    return [*python, *agent, "--workdir", workdir]
 
 
 def cgroup_resources(res: Resources, cpus: str | None) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def oci_config(
         "process": {
             "terminal": False,
             "user": {"uid": 0, "gid": 0},
-            "args": agent_args(),
+            "args": agent_args(spec.workdir),
             "env": [f"{k}={v}" for k, v in env.items()],
             "cwd": "/.sandlot",
             "capabilities": caps,

@@ -89,6 +89,9 @@ class MultiRuntime:
         _write_marker(target, backend.name)
         return used
 
+    async def export_changes(self, sandbox_id: str, target: Path) -> None:
+        await self._of(sandbox_id).export_changes(sandbox_id, target)
+
     async def destroy(self, sandbox_id: str) -> None:
         if sandbox_id in self._starting or _read_marker(self._disks_root / sandbox_id):
             await self._of(sandbox_id).destroy(sandbox_id)

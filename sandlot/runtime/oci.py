@@ -319,6 +319,22 @@ class OciRuntime:
                 await self.thaw(sandbox_id)  # which wakes the agent, quiesced or not
         return bytes_used(target)
 
+    async def export_changes(self, sandbox_id: str, target: Path) -> None:
+        await self.freeze(sandbox_id)
+        await asyncio.to_thread(syncfs, self.layer_dir(sandbox_id))
+        upper = self.layer_dir(sandbox_id) / "upper"
+        # cp keeps what a layer is made of: owners, modes, hard links, device-node
+        # whiteouts and the overlay's trusted.* xattrs (opaque directories).
+        done = await asyncio.create_subprocess_exec(
+            "cp", "-a", "--sparse=always", f"{upper}/.", str(target),
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await done.communicate()
+        if done.returncode != 0:
+            raise BackendError(f"copying the changes of {sandbox_id}: {err.decode().strip()}")
+
     async def _dump(self, sandbox_id: str, images: Path, leave_running: bool) -> None:
         """`runc checkpoint`; the agent must have been quiesced. If the dump fails the
         sandbox keeps running and its agent is told to listen again."""

@@ -59,6 +59,7 @@ from sandlot.sdk._sandbox import (
     Sandboxes,
 )
 from sandlot.sdk._ssh import AsyncSshKeys, SshInfo, SshKeyInfo, SshKeys
+from sandlot.sdk._templates import AsyncTemplates, BuildInfo, TemplateInfo, Templates
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -76,6 +77,8 @@ __all__ = [
     "AsyncSandlot",
     "AsyncSnapshots",
     "AsyncSshKeys",
+    "AsyncTemplates",
+    "BuildInfo",
     "ClientConfig",
     "CommandHandle",
     "CommandResult",
@@ -117,6 +120,8 @@ __all__ = [
     "SshKeyInfo",
     "SshKeys",
     "StreamName",
+    "TemplateInfo",
+    "Templates",
     "Usage",
     "UsageTotals",
     "credentials_path",

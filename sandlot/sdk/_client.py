@@ -20,6 +20,7 @@ from sandlot.sdk._listener import AsyncEventCallback, AsyncListener, EventCallba
 from sandlot.sdk._models import RuntimeInfo, ServerHealth, Usage
 from sandlot.sdk._sandbox import AsyncSandboxes, Sandboxes
 from sandlot.sdk._ssh import AsyncSshKeys, SshKeys
+from sandlot.sdk._templates import AsyncTemplates, Templates
 
 _HEALTH = Call("GET", "/health", parse=ServerHealth.model_validate)
 _RUNTIMES = Call(
@@ -67,6 +68,7 @@ class Sandlot:
         self.keys = Keys(self._transport)
         self.sandboxes = Sandboxes(self._transport)
         self.ssh_keys = SshKeys(self._transport)
+        self.templates = Templates(self._transport)
         self._listener = Listener(self._transport, None)
 
     @property
@@ -144,6 +146,7 @@ class AsyncSandlot:
         self.keys = AsyncKeys(self._transport)
         self.sandboxes = AsyncSandboxes(self._transport)
         self.ssh_keys = AsyncSshKeys(self._transport)
+        self.templates = AsyncTemplates(self._transport)
         self._listener = AsyncListener(self._transport, None)
 
     @property

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from sandlot.store.tables import SandboxRow
+from sandlot.store.tables import SandboxRow, SnapshotRow
 
 LIVE_STATUSES = ("creating", "running", "paused", "stopping")
 
@@ -62,3 +62,18 @@ def overlapping(
 def count_by_status(session: Session) -> dict[str, int]:
     query = select(SandboxRow.status, func.count()).group_by(SandboxRow.status)
     return {status: count for status, count in session.execute(query).tuples()}
+
+
+def template_users(session: Session, template: str) -> list[str]:
+    """Ids of live sandboxes and of snapshots made from `template`."""
+    sandboxes = select(SandboxRow.id).where(
+        SandboxRow.template == template, SandboxRow.status.in_(LIVE_STATUSES)
+    )
+    snapshots = select(SnapshotRow.id).where(SnapshotRow.template == template)
+    return [*session.scalars(sandboxes).all(), *session.scalars(snapshots).all()]
+
+
+def lowerdirs(session: Session) -> set[str]:
+    """The layer stacks live sandboxes and snapshots stand on."""
+    sandboxes = select(SandboxRow.rootfs).where(SandboxRow.status.in_(LIVE_STATUSES))
+    return {*session.scalars(sandboxes).all(), *session.scalars(select(SnapshotRow.rootfs)).all()}

@@ -74,7 +74,8 @@ class SandboxRow(Base):
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
     template: Mapped[str] = mapped_column(String(128))
     template_digest: Mapped[str] = mapped_column(String(64))
-    rootfs: Mapped[str] = mapped_column(String(1024))
+    rootfs: Mapped[str] = mapped_column(Text)
+    """The template's layers as an overlayfs lowerdir (top first)."""
     status: Mapped[str] = mapped_column(String(16))
     status_reason: Mapped[str | None] = mapped_column(String(512), nullable=True)
     vcpus: Mapped[int] = mapped_column(Integer)
@@ -142,7 +143,8 @@ class SnapshotRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     template: Mapped[str] = mapped_column(String(128))
     template_digest: Mapped[str] = mapped_column(String(64))
-    rootfs: Mapped[str] = mapped_column(String(1024))
+    rootfs: Mapped[str] = mapped_column(Text)
+    """The template's layers as an overlayfs lowerdir (top first)."""
     vcpus: Mapped[int] = mapped_column(Integer)
     memory_mb: Mapped[int] = mapped_column(Integer)
     disk_mb: Mapped[int] = mapped_column(Integer)
@@ -200,3 +202,24 @@ class PortRow(Base):
     auth: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     created_at: Mapped[datetime] = mapped_column()
+
+
+class TemplateBuildRow(Base):
+    """A template build or import: queued, running, then ready or failed. Its log is a
+    file beside the templates; the template itself lives on disk."""
+
+    __tablename__ = "template_builds"
+    __table_args__ = (Index("ix_template_builds_org", "org_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"))
+    template: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    """`build` (a Sandlotfile) or `import` (an image archive)."""
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    cached_steps: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
