@@ -19,6 +19,7 @@ from sandlot.sdk._process import (
     list_call,
     signal_call,
     start_call,
+    user_field,
     wire_command,
 )
 
@@ -65,7 +66,7 @@ class _CommandsBase(Generic[TransportT]):
                 "cwd": cwd,
                 "env": dict(env or {}),
                 "timeout": timeout,
-                "user": user,
+                **user_field(user),
             },
             read_timeout=_wait_limit(timeout),
         )

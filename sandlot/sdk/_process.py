@@ -80,9 +80,15 @@ def start_call(
             "timeout": timeout,
             "pty": None if pty is None else {"cols": pty[0], "rows": pty[1]},
             "maxRunAfterDisconnect": max_run_after_disconnect,
-            "user": user,
+            **user_field(user),
         },
     )
+
+
+def user_field(user: str | None) -> dict[str, str]:
+    """`user` for a request body, left out when unset so that servers from before it
+    (which refuse unknown fields) still take the request."""
+    return {} if user is None else {"user": user}
 
 
 def list_call(sandbox_id: str, include_exited: bool) -> Call[list[ProcessInfo]]:

@@ -344,6 +344,22 @@ def test_a_terminal_sends_keys_and_sizes(peer: Peer) -> None:
     assert body["pty"] == {"cols": 100, "rows": 30} and body["command"] is None
 
 
+def test_user_is_sent_when_given_and_left_out_otherwise(peer: Peer) -> None:
+    def script(ws: ServerConnection) -> None:
+        ws.send(attached())
+        ws.send(exited(0))
+
+    peer.script = script
+    api = Api()
+    sbx = sandbox(peer, api)
+    sbx.commands.run("id", background=True, user="alice").wait()
+    sbx.commands.run("id", user="1000:1000", on_stdout=print)
+    sbx.pty.create(user="alice:devs").wait()
+    sbx.commands.run("id", background=True).wait()
+    users = [body.get("user", "left out") for body in api.bodies("/processes")]
+    assert users == ["alice", "1000:1000", "alice:devs", "left out"]
+
+
 async def test_the_async_twin(peer: Peer) -> None:
     def script(ws: ServerConnection) -> None:
         ws.send(attached())
