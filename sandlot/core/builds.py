@@ -32,6 +32,7 @@ from sandlot.errors import (
     SandlotError,
     TemplateNotFoundError,
 )
+from sandlot.runtime.base import BackendError
 from sandlot.runtime.spec import Resources
 from sandlot.store import builds as build_rows
 from sandlot.store.tables import TemplateBuildRow
@@ -329,7 +330,14 @@ class TemplateBuilds:
                     f"{len(template.layers)} layers, {state.cached}/{state.steps} steps cached\n"
                 )
                 self._finish(build_id, status="ready", digest=template.digest)
-            except (BuildFailed, sf.SandlotfileError, ContextError, SandlotError, OSError) as exc:
+            except (
+                BuildFailed,
+                sf.SandlotfileError,
+                ContextError,
+                SandlotError,
+                BackendError,
+                OSError,
+            ) as exc:
                 message = exc.message if isinstance(exc, SandlotError) else str(exc)
                 out.write(f"Build failed: {message}\n")
                 self._finish(build_id, status="failed", error=message)
@@ -498,6 +506,8 @@ class TemplateBuilds:
                 raise BuildFailed(
                     f"line {instruction.line}: {instruction.source!r} exited with {exit_code}"
                 )
+            # What a step wrote may still be in a user-space kernel's cache (gVisor).
+            await self.service.run_command(org_id, view.id, ["sync"], user="0")
             with self.layers.staging(key) as staged:
                 await self.service.runtime.export_changes(view.id, staged)
                 found = self.layers.commit(staged, key, instruction.source)

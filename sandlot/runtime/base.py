@@ -89,8 +89,8 @@ class Runtime(Protocol):
 
     async def export_changes(self, sandbox_id: str, target: Path) -> None:
         """Copy what the sandbox changed in its root (its writable layer, whiteouts
-        included, in overlayfs form) into the empty directory `target`. The sandbox is
-        left frozen: this ends its life, and the caller destroys it."""
+        included, in overlayfs form) into the empty directory `target`. Its processes
+        are killed first: this ends its life, and the caller destroys it."""
 
     async def destroy(self, sandbox_id: str) -> None:
         """Stop every process and remove everything created for the sandbox; idempotent."""

@@ -320,7 +320,9 @@ class OciRuntime:
         return bytes_used(target)
 
     async def export_changes(self, sandbox_id: str, target: Path) -> None:
-        await self.freeze(sandbox_id)
+        # Killed rather than frozen: a freeze can fail on a task in the middle of exiting,
+        # and nothing here runs again.
+        await kill_cgroup(self.cgroup_path(sandbox_id))
         await asyncio.to_thread(syncfs, self.layer_dir(sandbox_id))
         upper = self.layer_dir(sandbox_id) / "upper"
         # cp keeps what a layer is made of: owners, modes, hard links, device-node

@@ -85,7 +85,7 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
         if not pending:
             start = number
         if stripped.endswith("\\"):
-            pending.append(stripped[:-1])
+            pending.append(stripped[:-1].rstrip())
             continue
         pending.append(stripped)
         lines.append((start, " ".join(part for part in pending if part)))
