@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core, lifecycle, load, metrics, network, processes, runtimes, ssh
+from bench import core, lifecycle, load, metrics, network, processes, runtimes, ssh, templates
 
 
 def main() -> None:
@@ -34,6 +34,10 @@ def main() -> None:
     runtimes_parser = sub.add_parser("runtimes", help="oci (runc) and runsc (gVisor) side by side")
     runtimes_parser.add_argument("--runs", type=int, default=10)
     runtimes_parser.add_argument("--file-mib", type=int, default=50)
+    templates_parser = sub.add_parser(
+        "templates", help="Sandlotfile builds, cached rebuilds, create from a built template"
+    )
+    templates_parser.add_argument("--runs", type=int, default=5)
     load_parser = sub.add_parser(
         "load", help="many sandboxes, execs across them, and a soak of mixed operations"
     )
@@ -54,6 +58,8 @@ def main() -> None:
         ssh.run(runs=args.runs, file_mib=args.file_mib)
     elif args.suite == "runtimes":
         runtimes.run(runs=args.runs, file_mib=args.file_mib)
+    elif args.suite == "templates":
+        templates.run(runs=args.runs)
     elif args.suite == "load":
         load.run(args.idle, args.execs, args.soak_minutes, args.soak_workers)
     elif args.suite == "network":

@@ -92,9 +92,9 @@ def run(runs: int, file_mib: int) -> None:
                 server.stop()
 
 
-def create_to_first_command_ms(client: Sandlot) -> float:
+def create_to_first_command_ms(client: Sandlot, template: str = "base") -> float:
     start = time.perf_counter()
-    sbx = Sandbox.create(client=client)
+    sbx = Sandbox.create(template=template, client=client)
     sbx.commands.run("true")
     elapsed = (time.perf_counter() - start) * 1000
     sbx.kill()
