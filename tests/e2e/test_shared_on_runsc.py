@@ -1,10 +1,11 @@
-"""The shared command, process, lifecycle and isolation tests again, on gVisor.
+"""The shared command, process and lifecycle tests again, on gVisor.
 
 The test functions are those of the other modules, collected here a second time with
 this module's fixtures: a server of its own whose default backend is runsc (with its
 network on, as most deployments run it) and which offers oci beside it. The few
 behaviours gVisor changes by design are asserted here as what they are, by checking the
-backend's capabilities or gVisor's own answers, not skipped.
+backend's capabilities or gVisor's own answers, not skipped. The isolation tests run
+on both backends in tests/security/.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import pytest
 
 from sandlot import AsyncSandbox, AsyncSandlot, Sandbox, Sandlot
 from sandlot.errors import InvalidConfigError
-from sandlot.runtime.oci import run_root_for
 from sandlot.runtime.reaping import PR_SET_CHILD_SUBREAPER
 from sandlot.runtime.runsc import runsc_version
 from sandlot.testing import ServerProcess, ensure_base_template
@@ -34,17 +34,6 @@ from tests.e2e.test_commands import (  # noqa: F401  (collected again, on runsc)
     test_stdout_stderr_exit_code,
     test_timeout_kills_group_and_returns_output_so_far,
     test_tools_of_the_base_template,
-)
-from tests.e2e.test_isolation import (  # noqa: F401
-    PRIVILEGED,
-    assert_refused,
-    test_api_port_unreachable,
-    test_file_api_paths_stay_inside,
-    test_host_files_are_not_visible,
-    test_host_path_absent_after_escape_attempts,
-    test_host_processes_are_not_visible,
-    test_hostname_change_does_not_leak,
-    test_sandboxes_cannot_see_each_other,
 )
 from tests.e2e.test_lifecycle import (  # noqa: F401
     COUNTER,
@@ -163,27 +152,6 @@ def test_memory_snapshots_are_refused_with_the_reason(sandbox: Sandbox, checkpoi
     with pytest.raises(InvalidConfigError, match="runsc cannot take memory snapshots"):
         sandbox.snapshots.create("with-memory", memory=True)
     assert not sandbox.snapshots.create("files").has_memory
-
-
-def test_root_inside_is_gvisors_root(sandbox: Sandbox, server: ServerProcess) -> None:
-    """gVisor's kernel shows its own identity uid map, not the host's: root inside is
-    still the unprivileged host uid its files are written as."""
-    r = sandbox.commands.run("id -u; cat /proc/self/uid_map; touch /made-inside")
-    uid, *mapping = r.stdout.split()
-    assert uid == "0" and mapping[:2] == ["0", "0"]
-    upper = run_root_for(server.data_dir) / sandbox.id / "disk" / "upper" / "made-inside"
-    assert upper.stat().st_uid >= 100000
-    assert sandbox.commands.run("echo x > /proc/sys/kernel/hostname").exit_code != 0
-
-
-def test_privileged_operations_stay_inside_gvisor(sandbox: Sandbox) -> None:
-    """What needs host privilege is refused; what gVisor's kernel allows of its own
-    (a user namespace, a device node) reaches nothing of the host's."""
-    assert_refused(sandbox, PRIVILEGED)
-    inner = sandbox.commands.run("unshare -U cat /proc/self/uid_map; unshare -U id -u")
-    assert inner.exit_code == 0 and inner.stdout.split()[-1] == "65534"  # nobody in there
-    node = sandbox.commands.run("mknod /tmp/sda b 8 0 && head -c 512 /tmp/sda | wc -c")
-    assert node.stdout.strip() in ("", "0"), "a block device of the host was readable"
 
 
 @pytest.fixture
