@@ -53,7 +53,7 @@ async def build_logs(build_id: str, who: Reader, svc: Service) -> StreamingRespo
 @router.post(
     "/v1/templates/builds",
     status_code=202,
-    openapi_extra={"requestBody": {"content": {"application/x-tar": {}}}},
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}},
 )
 async def build_template(
     request: Request,
@@ -79,7 +79,7 @@ async def build_template(
 @router.post(
     "/v1/templates/imports",
     status_code=202,
-    openapi_extra={"requestBody": {"content": {"application/x-tar": {}}}},
+    openapi_extra={"requestBody": {"content": {"application/octet-stream": {}}}},
 )
 async def import_template(
     request: Request, name: TemplateName, who: Writer, svc: Service
