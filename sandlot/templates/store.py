@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sandlot.errors import TemplateNotFoundError
 from sandlot.templates.agent_layer import agent_layer
 
 LAYERS_DIR = ".layers"
+COLLECT_GRACE_SECONDS = 3600.0
 AGENT_SOURCE = "base"
 """The template whose Python the agent layer is made of."""
 
@@ -177,9 +179,13 @@ class TemplateStore:
         stay on disk until `collect` finds nothing uses them."""
         (self.root / name / "current").unlink(missing_ok=True)
 
-    def collect(self, in_use: set[Path]) -> int:
+    def collect(self, in_use: set[Path], grace: float = COLLECT_GRACE_SECONDS) -> int:
         """Delete template versions and layers that no template and nothing in `in_use`
-        (layers of live sandboxes and snapshots) refers to; returns how many went."""
+        (layers of live sandboxes and snapshots) refers to; returns how many went.
+
+        Anything younger than `grace` seconds stays: a build in progress (in this
+        server or another sharing the directory) has layers no template names yet."""
+        cutoff = time.time() - grace
         keep = {p.resolve() for p in in_use}
         for template in self.list():
             keep.update(p.resolve() for p in template.layers)
@@ -193,17 +199,23 @@ class TemplateStore:
             for version in directory.iterdir():
                 if version.name.startswith(".") or version.name == "current":
                     continue
-                if version.resolve() == current or (version / "rootfs").resolve() in keep:
+                if (
+                    version.resolve() == current
+                    or (version / "rootfs").resolve() in keep
+                    or version.stat().st_mtime > cutoff
+                ):
                     continue
                 shutil.rmtree(version, ignore_errors=True)
                 removed += 1
-            if current is None and not any(
-                p for p in directory.iterdir() if not p.name.startswith(".")
-            ):
-                shutil.rmtree(directory, ignore_errors=True)
+            if current is None and not any(directory.iterdir()):
+                directory.rmdir()  # never a directory a build is staging in
         if self.layers_root.is_dir():
             for layer in self.layers_root.iterdir():
-                if layer.name.startswith(".") or (layer / "root").resolve() in keep:
+                if (
+                    layer.name.startswith(".")
+                    or (layer / "root").resolve() in keep
+                    or layer.stat().st_mtime > cutoff
+                ):
                     continue
                 shutil.rmtree(layer, ignore_errors=True)
                 removed += 1
