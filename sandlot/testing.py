@@ -118,7 +118,12 @@ class ServerProcess:
 
 
 def ensure_base_template() -> None:
-    if (TEMPLATE_DIR / "base" / "current").exists():
+    ensure_template("base")
+
+
+def ensure_template(recipe: str) -> None:
+    """Build one of Sandlot's recipes into the shared template directory, once."""
+    if (TEMPLATE_DIR / recipe / "current").exists():
         return
     subprocess.run(
         [
@@ -127,7 +132,7 @@ def ensure_base_template() -> None:
             "sandlot",
             "template",
             "build",
-            "base",
+            recipe,
             "--data-dir",
             str(SHARED_DATA_DIR),
         ],

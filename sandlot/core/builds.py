@@ -17,6 +17,7 @@ import contextlib
 import logging
 import re
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -47,7 +48,7 @@ from sandlot.templates.context import (
 from sandlot.templates.importer import ImportRejected, import_image
 from sandlot.templates.layers import LayerStore, cache_key
 from sandlot.templates.stack import lookup, make_parents, resolve_owner
-from sandlot.templates.store import Template
+from sandlot.templates.store import COLLECT_GRACE_SECONDS, Template
 
 if TYPE_CHECKING:
     from sandlot.core.service import SandboxService
@@ -206,6 +207,12 @@ class TemplateBuilds:
         for org_id, sandbox_id in steps:
             with contextlib.suppress(SandlotError):
                 await self.service.destroy(org_id, sandbox_id)
+        # Uploads and contexts of requests a dead server was serving; young ones may be
+        # another server's (several can share a template directory).
+        cutoff = time.time() - COLLECT_GRACE_SECONDS
+        for leftover in self.uploads_dir().iterdir():
+            if leftover.lstat().st_mtime < cutoff:
+                _remove(leftover)
 
     async def close(self) -> None:
         for task in list(self._tasks.values()):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import subprocess
 import sys
 import tarfile
@@ -23,7 +24,8 @@ from sandlot.errors import (
     InvalidStateError,
     TemplateNotFoundError,
 )
-from sandlot.testing import ServerProcess
+from sandlot.testing import ServerProcess, ensure_template
+from tests.e2e.test_cleanup_and_restart import doctor_check
 from tests.templates.images import (
     OciLayout,
     docker_save,
@@ -325,3 +327,42 @@ def test_cli_build_list_and_rm(api_env: dict[str, str], context: Path) -> None:
     assert cli("rm", name).returncode == 0
     gone = cli("get", name, "--json")
     assert gone.returncode == 1 and "TEMPLATE_NOT_FOUND" in gone.stdout + gone.stderr
+
+
+def test_a_build_cut_short_by_a_crash_fails_and_leaves_nothing(
+    fresh_server: ServerProcess, tmp_path: Path
+) -> None:
+    with Sandlot(fresh_server.url, fresh_server.api_key) as client:
+        build = client.templates.build(
+            unique("crash"), "FROM base\nRUN sleep 600\n", tmp_path, wait=False
+        )
+        deadline = time.monotonic() + 60
+        step = {"sandlot.build": build.id}
+        while not client.sandboxes.list(status="running", metadata=step):
+            assert time.monotonic() < deadline, "the build's step never started"
+            time.sleep(0.1)
+    fresh_server.stop(signal.SIGKILL)
+    fresh_server.start()
+    with Sandlot(fresh_server.url, fresh_server.api_key) as client:
+        after = client.templates.get_build(build.id)
+        assert after.status == "failed" and "interrupted by a server restart" in (after.error or "")
+        assert not client.sandboxes.list(status="running", metadata=step)
+        assert [s.status for s in client.sandboxes.list(metadata=step)] == ["terminated"]
+    assert doctor_check(fresh_server).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("recipe", "check"),
+    [
+        ("python", "python3 -c 'import numpy, requests; print(numpy.arange(3).sum())'"),
+        ("node", "tsc --version >/dev/null && node -e 'console.log(1 + 2)'"),
+    ],
+)
+def test_built_in_variants(client: Sandlot, recipe: str, check: str) -> None:
+    ensure_template(recipe)  # .ci/run builds them; elsewhere, about a minute each, once
+    info = client.templates.get(recipe)
+    assert info.built_in and info.source == "debian"
+    with Sandbox.create(template=recipe, client=client) as sbx:
+        assert sbx.commands.run(check).stdout == "3\n"
+        tools = sbx.commands.run("pip --version && python3 -m venv /tmp/v && git --version")
+        assert tools.exit_code == 0, tools.stderr
