@@ -95,9 +95,10 @@ class Telemetry:
         await asyncio.to_thread(self.logger_provider.shutdown)
 
     async def _export_events(self) -> None:
-        async for event in self._events.subscribe(EventFilter()):
-            if event.type not in TRANSIENT_TYPES:
-                self._emit(event)
+        with self._events.subscribe(EventFilter()) as events:
+            async for event in events:
+                if event.type not in TRANSIENT_TYPES:
+                    self._emit(event)
 
     def _emit(self, event: Event) -> None:
         data = event.data

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,7 +53,7 @@ class EventFilter:
 class EventBus:
     def __init__(self, db: Database | None = None, queue_size: int = 1000) -> None:
         self.db = db
-        self._queue_size = queue_size
+        self.queue_size = queue_size
         self._subscribers: dict[asyncio.Queue[Event], EventFilter] = {}
         self._pending: deque[Event] = deque()
         self._wakeup = asyncio.Event()
@@ -116,36 +115,96 @@ class EventBus:
                 queue.get_nowait()
             queue.put_nowait(event)
 
-    async def subscribe(
-        self, wanted: EventFilter, since: int | None = None
-    ) -> AsyncGenerator[Event, None]:
-        """Stored events after `since` (in order), then live ones, without gaps or repeats."""
-        queue: asyncio.Queue[Event] = asyncio.Queue(self._queue_size)
-        self._subscribers[queue] = wanted  # before the replay, so nothing falls between
+    @property
+    def subscriber_count(self) -> int:
+        """Open subscriptions: a figure that returns to its baseline once clients leave."""
+        return len(self._subscribers)
+
+    def subscribe(self, wanted: EventFilter, since: int | None = None) -> Subscription:
+        """Stored events after `since` (in order), then live ones, without gaps or repeats.
+
+        The subscription joins the bus on its first read, so a stream never read holds
+        nothing; `close` (or leaving its `with` block) takes it out again."""
+        return Subscription(self, wanted, since)
+
+    def _add(self, queue: asyncio.Queue[Event], wanted: EventFilter) -> None:
+        self._subscribers[queue] = wanted
+
+    def _remove(self, queue: asyncio.Queue[Event]) -> None:
+        self._subscribers.pop(queue, None)
+
+    def _stored(self, wanted: EventFilter, since: int) -> list[Event]:
+        if self.db is None or wanted.org_id is None:
+            return []
+        with self.db.session() as s:
+            rows = event_rows.after(
+                s, wanted.org_id, since, sandbox_id=wanted.sandbox_id, types=wanted.types
+            )
+            return [_event_of(row) for row in rows]
+
+
+class Subscription:
+    """One subscriber's events, read with `next` or `async for`, ended with `close`.
+
+    Not an async generator, on purpose: a stream that waits for an event with a timeout
+    (to send keepalives) or is cancelled because its client hung up must leave the
+    subscription usable or cleanly closable. A generator suspended inside a read cannot
+    be closed from outside ("aclose(): asynchronous generator is already running"), and
+    its cleanup waits for the event loop to collect it. `close` here is synchronous, so
+    any `finally`, even a cancelled task's, takes the subscriber out of the bus at once.
+    """
+
+    def __init__(self, bus: EventBus, wanted: EventFilter, since: int | None) -> None:
+        self._bus = bus
+        self._wanted = wanted
+        self._since = since
+        self._queue: asyncio.Queue[Event] = asyncio.Queue(bus.queue_size)
+        self._backlog: deque[Event] = deque()
+        self._last = since or 0
+        self._opened = self._closed = False
+
+    async def next(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None if none comes within `timeout` seconds (or it is closed)."""
+        if self._closed:
+            return None
+        if not self._opened:
+            self._open()
+        if self._backlog:
+            return self._backlog.popleft()
         try:
-            last = since or 0
-            if since is not None and self.db is not None and wanted.org_id is not None:
-                with self.db.session() as s:
-                    stored = [
-                        _event_of(row)
-                        for row in event_rows.after(
-                            s,
-                            wanted.org_id,
-                            since,
-                            sandbox_id=wanted.sandbox_id,
-                            types=wanted.types,
-                        )
-                    ]
-                for event in stored:
-                    last = event.id or last
-                    yield event
-            while True:
-                event = await queue.get()
-                if event.id is not None and event.id <= last:
-                    continue
-                yield event
-        finally:
-            self._subscribers.pop(queue, None)
+            async with asyncio.timeout(timeout):
+                while True:
+                    event = await self._queue.get()
+                    if event.id is None or event.id > self._last:
+                        return event
+        except TimeoutError:
+            return None
+
+    def close(self) -> None:
+        self._closed = True
+        self._bus._remove(self._queue)
+
+    def _open(self) -> None:
+        self._opened = True
+        self._bus._add(self._queue, self._wanted)  # before the replay: nothing falls between
+        if self._since is not None:
+            self._backlog.extend(self._bus._stored(self._wanted, self._since))
+            self._last = max([self._last, *(e.id or 0 for e in self._backlog)])
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self.next()
+        if event is None:  # without a timeout, only closing ends the wait empty-handed
+            raise StopAsyncIteration
+        return event
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 def _event_of(row: event_rows.EventRow) -> Event:

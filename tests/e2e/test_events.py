@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -103,6 +104,61 @@ def test_server_sent_events(client: Sandlot, server: ServerProcess) -> None:
         assert [b["event"] for b in seen] == ["status", "status"]
         assert [json.loads(b["data"])["data"]["status"] for b in seen] == ["creating", "running"]
         assert int(seen[0]["id"]) < int(seen[1]["id"])
+
+
+def event_subscribers(server: ServerProcess) -> float:
+    text = httpx.get(f"{server.url}/metrics", headers={"X-API-Key": server.api_key}).text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    return families["sandlot_event_subscribers"].samples[0].value
+
+
+def test_clients_hanging_up_mid_stream_leave_nothing_behind(
+    client: Sandlot, server: ServerProcess
+) -> None:
+    """Clients that read a little of an event stream and drop the connection, while events
+    flow, are let go silently: no traceback in the log, no subscription left open."""
+    log = server.data_dir / "server.log"
+    log_start = log.stat().st_size
+    baseline = event_subscribers(server)
+    headers = {"X-API-Key": server.api_key}
+    with Sandbox.create(client=client) as sbx:
+        stop = threading.Event()
+
+        def churn() -> None:
+            while not stop.wait(0.05):  # well inside the key's request rate
+                sbx.commands.run("true")
+
+        churner = threading.Thread(target=churn)
+        churner.start()
+        try:
+            for i in range(45):
+                path = (f"/v1/sandboxes/{sbx.id}/events?since=0", "/v1/events")[i % 3 == 1]
+                if i % 3 == 2:
+                    with connect(ws_url(server, path), additional_headers=headers) as ws:
+                        assert "type" in json.loads(ws.recv(timeout=10))
+                    continue
+                with (
+                    httpx.Client(base_url=server.url, headers=headers, timeout=10) as http,
+                    http.stream("GET", path) as r,
+                ):
+                    assert r.status_code == 200
+                    read = 0
+                    for chunk in r.iter_raw():  # leaving mid-stream hangs up
+                        read += len(chunk)
+                        if read > 200:
+                            break
+                    assert read > 200
+        finally:
+            stop.set()
+            churner.join()
+    deadline = time.monotonic() + 10
+    while (open_now := event_subscribers(server)) != baseline:
+        assert time.monotonic() < deadline, f"{open_now} subscriptions open, {baseline} before"
+        time.sleep(0.2)
+    with log.open("rb") as f:
+        f.seek(log_start)
+        written = f.read().decode(errors="replace")
+    assert "Traceback" not in written and "ERROR" not in written, written[-3000:]
 
 
 def wait_for_metric(http: httpx.Client, sandbox_id: str, key: str, above: float) -> dict[str, Any]:

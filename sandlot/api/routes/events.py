@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, WebSocket
@@ -18,7 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from sandlot.api.deps import Reader, Service, websocket_principal
 from sandlot.api.routes.sandboxes import SandboxId
-from sandlot.core.events import Event, EventFilter
+from sandlot.core.events import Event, EventFilter, Subscription
 from sandlot.core.service import SandboxService
 from sandlot.errors import SandlotError
 
@@ -46,23 +46,21 @@ def _filter(org_id: str, sandbox_id: str | None, types: str | None) -> EventFilt
     return EventFilter(org_id=org_id, sandbox_id=sandbox_id, types=wanted or None)
 
 
-async def _sse(request: Request, events: AsyncGenerator[Event, None]) -> AsyncIterator[bytes]:
-    """SSE blocks, with a keepalive comment whenever the stream is quiet."""
-    pending: asyncio.Task[Event] | None = None
-    try:
+async def _sse(request: Request, events: Subscription) -> AsyncIterator[bytes]:
+    """SSE blocks, with a keepalive comment whenever the stream is quiet.
+
+    A client that hangs up gets this generator cancelled (or closed) wherever it waits;
+    the subscription closes synchronously as the `with` block unwinds, leaving nothing
+    behind either way.
+    """
+    with events:
         while not await request.is_disconnected():
-            pending = pending or asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending}, timeout=KEEPALIVE_SECONDS)
-            if not done:
+            event = await events.next(timeout=KEEPALIVE_SECONDS)
+            if event is None:
                 yield b": keepalive\n\n"
                 continue
-            event, pending = pending.result(), None
             head = f"id: {event.id}\n" if event.id is not None else ""
             yield f"{head}event: {event.type}\ndata: {json.dumps(event_json(event))}\n\n".encode()
-    finally:
-        if pending is not None:
-            pending.cancel()
-        await events.aclose()
 
 
 def _stream(
@@ -141,18 +139,20 @@ async def _websocket(websocket: WebSocket, sandbox_id: str | None) -> None:
     events = svc.events.subscribe(_filter(who.org_id, sandbox_id, params.get("types")), since)
     closed = asyncio.ensure_future(_until_closed(websocket))
     try:
-        while not closed.done():
-            pending = asyncio.ensure_future(anext(events))
-            done, _ = await asyncio.wait({pending, closed}, return_when=asyncio.FIRST_COMPLETED)
-            if pending not in done:
-                pending.cancel()
-                break
-            await websocket.send_text(json.dumps(event_json(pending.result())))
+        with events:
+            while not closed.done():
+                pending = asyncio.ensure_future(events.next())
+                done, _ = await asyncio.wait({pending, closed}, return_when=asyncio.FIRST_COMPLETED)
+                if pending not in done:
+                    pending.cancel()  # safe: a read holds no state the close below needs
+                    break
+                event = pending.result()
+                if event is not None:
+                    await websocket.send_text(json.dumps(event_json(event)))
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
         closed.cancel()
-        await events.aclose()
         with contextlib.suppress(Exception):
             await websocket.close()
 

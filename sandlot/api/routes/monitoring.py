@@ -77,6 +77,11 @@ class SandlotCollector(Collector):
         yield GaugeMetricFamily(
             "sandlot_events_published", "Events published since start", value=svc.events.published
         )
+        yield GaugeMetricFamily(
+            "sandlot_event_subscribers",
+            "Open event subscriptions (SSE and WebSocket streams, exporters)",
+            value=svc.events.subscriber_count,
+        )
         per_sandbox = {
             "cpu_percent": ("cpuPercent", "CPU use as a percentage of the sandbox's vCPU quota"),
             "memory_bytes": ("memBytes", "Memory in use"),
