@@ -180,7 +180,7 @@ class Patcher:
         staged = root / f".staged-{ids.new_patch_id()}"
         sandbox_id = ids.new_sandbox_id()
         try:
-            spec = template_spec(template, sandbox_id, snap.resources, agent=svc.agent_layer())
+            spec = template_spec(template, sandbox_id, snap.resources)
             session = await start_sandbox(
                 svc.runtime,
                 svc._connect,

@@ -44,18 +44,19 @@ class WarmSandbox:
     session: SandboxSession
 
 
+def with_agent(template: Template, agent: Path) -> Template:
+    """The template as a sandbox stands on it: the agent layer above its own layers.
+    A sandbox records this whole stack, so it always comes back on the same agent."""
+    return dataclasses.replace(template, layers=(agent, *template.layers))
+
+
 def template_spec(
-    template: Template,
-    sandbox_id: str,
-    resources: Resources,
-    cpus: str | None = None,
-    *,
-    agent: Path,
+    template: Template, sandbox_id: str, resources: Resources, cpus: str | None = None
 ) -> SandboxSpec:
-    """`agent` is the agent layer, stacked above the template's own."""
+    """`template` as `with_agent` gives it."""
     return SandboxSpec(
         sandbox_id=sandbox_id,
-        layers=(agent, *template.layers),
+        layers=template.layers,
         resources=resources,
         env=template.env,
         workdir=template.workdir,
@@ -159,11 +160,9 @@ class WarmPool:
         while len(ready) < self.size:
             try:
                 template = self.templates.get(name)
+                agent = self.templates.agent_layer(self.runtime.uid_offset)
                 spec = template_spec(
-                    template,
-                    ids.new_sandbox_id(),
-                    WARM_RESOURCES,
-                    agent=self.templates.agent_layer(self.runtime.uid_offset),
+                    with_agent(template, agent), ids.new_sandbox_id(), WARM_RESOURCES
                 )
                 session = await start_sandbox(
                     self.runtime, self._connect, spec, self._connect_timeout, self.network

@@ -37,7 +37,14 @@ from sandlot.core.models import (
     StartProcess,
 )
 from sandlot.core.passwords import hash_password
-from sandlot.core.pool import Connector, WarmPool, plug, start_sandbox, template_spec
+from sandlot.core.pool import (
+    Connector,
+    WarmPool,
+    plug,
+    start_sandbox,
+    template_spec,
+    with_agent,
+)
 from sandlot.core.previews import Auth, Exposure, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
@@ -58,14 +65,16 @@ from sandlot.runtime.spec import Resources
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
 from sandlot.store.tables import Org, SandboxRow
+from sandlot.templates.agent_layer import is_agent_layer
 from sandlot.templates.store import Template, TemplateStore, layers_of
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SHELL = ["/bin/bash", "-l"]
 FIRST_ATTACH_GRACE = 5.0
-READY_TIMEOUT = 120.0
-"""How long create waits for a template's READY check to succeed."""
+READY_TIMEOUT = 60.0
+"""How long create waits for a template's READY check (less than the SDK's request timeout,
+so the caller gets the error, not a hang-up)."""
 READY_INTERVAL = 0.2
 """Seconds a new process's output waits for its first attachment before it runs free
 into the scrollback ring: a client that starts and then attaches loses nothing."""
@@ -143,12 +152,15 @@ class SandboxService:
         return self.templates.agent_layer(self.runtime.uid_offset)
 
     def template_of(self, name: str, digest: str, lowerdir: str) -> Template:
-        """The template version a sandbox or snapshot was made from, with its start
-        settings while that version is on disk, else just its layers."""
+        """The stack a sandbox or snapshot stands on (see `with_agent`), with its
+        template's start settings while that version is on disk."""
+        layers = layers_of(lowerdir)
+        if not layers or not is_agent_layer(layers[0]):  # recorded before the agent layer
+            layers = (self.agent_layer(), *layers)
         version = self.templates.version(name, digest)
-        if version is not None and version.lowerdir == lowerdir:
-            return version
-        return Template(name, digest, layers_of(lowerdir))
+        if version is not None and version.layers == layers[1:]:
+            return dataclasses.replace(version, layers=layers)
+        return Template(name, digest, layers)
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -191,6 +203,8 @@ class SandboxService:
                 and request.runtime in (None, self.runtime.name)
             ):
                 warm = self.pool.take(template, request.resources)
+        if snapshot is None:  # a snapshot's stack already has the agent it was taken with
+            template = with_agent(template, self.agent_layer())
         if template.ports:  # a template's EXPOSEd ports are previewed like the defaults
             ports = tuple(sorted({*request.network.preview_ports, *template.ports}))
             request = dataclasses.replace(
@@ -211,9 +225,7 @@ class SandboxService:
                     await self.network.apply(sandbox_id, request.network)
                 session = warm.session
             else:
-                spec = template_spec(
-                    template, sandbox_id, request.resources, cpus, agent=self.agent_layer()
-                )
+                spec = template_spec(template, sandbox_id, request.resources, cpus)
                 spec = dataclasses.replace(spec, runtime=request.runtime)
                 session = await start_sandbox(
                     self.runtime,
@@ -830,7 +842,7 @@ class SandboxService:
             template = self.template_of(row.template, row.template_digest, row.rootfs)
             cpus = row.cpus
         await self.runtime.destroy(view.id)
-        spec = template_spec(template, view.id, view.resources, cpus, agent=self.agent_layer())
+        spec = template_spec(template, view.id, view.resources, cpus)
         if self.network is not None:  # the sandbox keeps its address and rules
             await self.network.unplug(view.id)
             spec = dataclasses.replace(spec, nameserver=str(self.network.gateway.ip))

@@ -68,6 +68,10 @@ def agent_layer(templates_root: Path, source_root: Path, uid_offset: int) -> Pat
     return layer / "root"
 
 
+def is_agent_layer(layer: Path) -> bool:
+    return layer.parent.parent.name == AGENT_LAYER_DIR
+
+
 def _interpreter(source_root: Path) -> Path:
     for candidate in sorted((source_root / "usr/bin").glob("python3.[0-9]*")):
         if candidate.is_file() and not candidate.is_symlink() and "-" not in candidate.name:
