@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import re
 import shutil
@@ -91,18 +92,7 @@ class BuildView:
 
     @classmethod
     def of(cls, row: TemplateBuildRow) -> BuildView:
-        return cls(
-            row.id,
-            row.template,
-            row.kind,
-            row.status,
-            row.error,
-            row.digest,
-            row.steps,
-            row.cached_steps,
-            row.created_at,
-            row.finished_at,
-        )
+        return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
 
 
 class BuildFailed(Exception):
