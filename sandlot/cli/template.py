@@ -72,6 +72,9 @@ def build(
         str, typer.Option("--file", "-f", help="The Sandlotfile (path or inside the context).")
     ] = "Sandlotfile",
     force: Annotated[bool, typer.Option(help="Recipes: build anew even if up to date.")] = False,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Run every step again, cached or not.")
+    ] = False,
     data_dir: DataDir = None,
     json_output: Json = False,
     api_url: ApiUrl = None,
@@ -91,7 +94,7 @@ def build(
         return
     with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
         log = None if json_output else typer.echo
-        done = client.templates.build(name, file, target, on_log=log)
+        done = client.templates.build(name, file, target, on_log=log, no_cache=no_cache)
     _report(done, json_output)
 
 

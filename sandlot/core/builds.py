@@ -73,6 +73,8 @@ class BuildState:
     key: str
     steps: int = 0
     cached: int = 0
+    no_cache: bool = False
+    """Run every step again, replacing the layers the cache holds for them."""
     cmd: list[str] = field(default_factory=list)
     entrypoint: list[str] = field(default_factory=list)
 
@@ -118,7 +120,9 @@ class TemplateBuilds:
         uploads.mkdir(parents=True, exist_ok=True)
         return uploads
 
-    async def start_build(self, org_id: str, name: str, upload: Path, file: str) -> BuildView:
+    async def start_build(
+        self, org_id: str, name: str, upload: Path, file: str, *, no_cache: bool = False
+    ) -> BuildView:
         """Unpack the context (a tar, `upload`, which the build owns) and check its
         Sandlotfile `file` now, so a mistake is a 400 naming the line; then build in the
         background."""
@@ -141,7 +145,8 @@ class TemplateBuilds:
         finally:
             _remove(upload)
         view = self._new(org_id, name, "build")
-        self._spawn(view.id, self._build(view.id, org_id, name, instructions, context), context)
+        work = self._build(view.id, org_id, name, instructions, context, no_cache)
+        self._spawn(view.id, work, context)
         return view
 
     def start_import(self, org_id: str, name: str, archive: Path) -> BuildView:
@@ -300,6 +305,7 @@ class TemplateBuilds:
         name: str,
         instructions: list[sf.Instruction],
         context_dir: Path,
+        no_cache: bool,
     ) -> None:
         with self._log_path(build_id).open("a", buffering=1) as out:
             try:
@@ -310,6 +316,7 @@ class TemplateBuilds:
                     key=base.digest,
                     entrypoint=[],
                     cmd=list(base.start_command),
+                    no_cache=no_cache,
                 )
                 context = BuildContext(context_dir)
                 total = len(instructions)
@@ -455,14 +462,15 @@ class TemplateBuilds:
         fill: Callable[[Path], None],
     ) -> None:
         state.steps += 1
-        found = self.layers.find(key)
+        found = None if state.no_cache else self.layers.find(key)
         if found is None:
-            with self.layers.staging(key) as staged:
+            layer_id = self._layer_id(state, key)
+            with self.layers.staging(layer_id) as staged:
                 try:
                     await asyncio.to_thread(fill, staged)
                 except (OSError, LookupError) as exc:
                     raise BuildFailed(f"line {instruction.line}: {exc}") from None
-                found = self.layers.commit(staged, key, instruction.source)
+                found = self._commit(state, staged, key, instruction)
         else:
             state.cached += 1
             out.write(" ---> cached\n")
@@ -480,7 +488,7 @@ class TemplateBuilds:
         argv = sf.command(instruction)
         key = cache_key(state.key, "RUN", argv, t.env, t.workdir, t.user)
         state.steps += 1
-        found = self.layers.find(key)
+        found = None if state.no_cache else self.layers.find(key)
         if found is not None:
             state.cached += 1
             out.write(" ---> cached\n")
@@ -505,9 +513,9 @@ class TemplateBuilds:
                 )
             # What a step wrote may still be in a user-space kernel's cache (gVisor).
             await self.service.run_command(org_id, view.id, ["sync"], user="0")
-            with self.layers.staging(key) as staged:
+            with self.layers.staging(self._layer_id(state, key)) as staged:
                 await self.service.runtime.export_changes(view.id, staged)
-                found = self.layers.commit(staged, key, instruction.source)
+                found = self._commit(state, staged, key, instruction)
         finally:
             with contextlib.suppress(SandlotError):
                 await self.service.destroy(org_id, view.id)
@@ -530,6 +538,17 @@ class TemplateBuilds:
         if result.timed_out:
             return f"a timeout after {STEP_TIMEOUT:.0f} s"
         return result.exit_code if result.exit_code is not None else f"signal {result.signal}"
+
+    def _layer_id(self, state: BuildState, key: str) -> str:
+        """A step run again although cached makes a layer of its own."""
+        return cache_key(key, state.build_id) if state.no_cache else key
+
+    def _commit(
+        self, state: BuildState, staged: Path, key: str, instruction: sf.Instruction
+    ) -> Path:
+        layer_id = self._layer_id(state, key)
+        remap = key if layer_id != key else None
+        return self.layers.commit(staged, layer_id, instruction.source, key=remap)
 
     def _push(self, state: BuildState, key: str, layer: Path) -> None:
         state.key = key

@@ -82,8 +82,8 @@ def _delete_call(name: str, force: bool) -> Call[TemplateInfo]:
     return Call("DELETE", _template_path(name), parse=TemplateInfo.model_validate, params=params)
 
 
-def _build_call(name: str, file: str) -> Call[BuildInfo]:
-    params = {"name": name, "file": file}
+def _build_call(name: str, file: str, no_cache: bool) -> Call[BuildInfo]:
+    params: dict[str, str | bool] = {"name": name, "file": file, "noCache": no_cache}
     return Call("POST", "/v1/templates/builds", parse=BuildInfo.model_validate, params=params)
 
 
@@ -229,12 +229,14 @@ class Templates:
         *,
         on_log: LogCallback | None = None,
         wait: bool = True,
+        no_cache: bool = False,
     ) -> BuildInfo:
         """Build `name` from a Sandlotfile (a path, or its text) and a context directory.
-        With `wait`, returns once it is ready and raises BuildFailedError if it failed."""
+        With `wait`, returns once it is ready and raises BuildFailedError if it failed;
+        `no_cache` runs every step again."""
         archive, inside = context_archive(context, dockerfile)
         with archive:
-            build = self._transport.upload(_build_call(name, inside), archive)
+            build = self._transport.upload(_build_call(name, inside, no_cache), archive)
         return self.wait(build.id, on_log=on_log) if wait else build
 
     def import_image(
@@ -285,10 +287,11 @@ class AsyncTemplates:
         *,
         on_log: LogCallback | None = None,
         wait: bool = True,
+        no_cache: bool = False,
     ) -> BuildInfo:
         archive, inside = context_archive(context, dockerfile)
         with archive:
-            build = await self._transport.upload(_build_call(name, inside), archive)
+            build = await self._transport.upload(_build_call(name, inside, no_cache), archive)
         return await self.wait(build.id, on_log=on_log) if wait else build
 
     async def import_image(

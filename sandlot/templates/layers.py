@@ -19,6 +19,8 @@ from pathlib import Path
 
 from sandlot.runtime.disks import bytes_used
 
+KEYS_DIR = ".keys"
+
 
 def cache_key(*parts: object) -> str:
     """The id of the layer a step makes: the same parent and step, the same id."""
@@ -30,10 +32,13 @@ class LayerStore:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def find(self, layer_id: str) -> Path | None:
-        """The `root/` of a finished layer, if there is one."""
-        layer = self.root / layer_id
-        return layer / "root" if (layer / "layer.json").is_file() else None
+    def find(self, key: str) -> Path | None:
+        """The `root/` of the finished layer a step's cache key names, if there is one:
+        the one a `--no-cache` build made last for it, else the one named after it."""
+        for layer in (self.root / KEYS_DIR / key, self.root / key):
+            if (layer / "layer.json").is_file():
+                return layer.resolve() / "root"
+        return None
 
     @contextmanager
     def staging(self, layer_id: str) -> Iterator[Path]:
@@ -47,9 +52,13 @@ class LayerStore:
         finally:
             shutil.rmtree(staged, ignore_errors=True)
 
-    def commit(self, staged_root: Path, layer_id: str, created_by: str) -> Path:
+    def commit(
+        self, staged_root: Path, layer_id: str, created_by: str, key: str | None = None
+    ) -> Path:
         """Put a filled staging `root/` in place as layer `layer_id`; a layer another
-        build finished first with the same id is the same content, and wins."""
+        build finished first with the same id is the same content, and wins. With `key`
+        (a step run again although cached), the new layer becomes what the key finds,
+        while sandboxes on the old one keep it."""
         staged = staged_root.parent
         meta = {"id": layer_id, "sizeBytes": bytes_used(staged_root), "createdBy": created_by}
         (staged / "layer.json").write_text(json.dumps(meta))
@@ -57,8 +66,15 @@ class LayerStore:
         try:
             staged.rename(target)
         except OSError:
-            if self.find(layer_id) is None:
+            if not (target / "layer.json").is_file():
                 raise
+        if key is not None:
+            keys = self.root / KEYS_DIR
+            keys.mkdir(exist_ok=True)
+            link = keys / f".{key}-{os.getpid()}"
+            link.unlink(missing_ok=True)
+            link.symlink_to(Path("..") / layer_id)
+            link.replace(keys / key)
         return target / "root"
 
     def size(self, layer_root: Path) -> int:

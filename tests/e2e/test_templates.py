@@ -138,7 +138,7 @@ def test_second_build_of_the_same_file_is_cached(client: Sandlot, tmp_path: Path
         assert (first.cached_steps, second.cached_steps, second.steps) == (0, 3, 3)
         assert second.digest == first.digest
         assert second_s < first_s / 3
-        (context / "input.txt").write_text("changed")
+        (context / "input.txt").write_text(secrets.token_hex(8))
         third = client.templates.build(name, text, context)
         assert third.cached_steps == 0 and third.digest != first.digest  # COPY's input changed
     finally:
@@ -366,3 +366,22 @@ def test_built_in_variants(client: Sandlot, recipe: str, check: str) -> None:
         assert sbx.commands.run(check).stdout == "3\n"
         tools = sbx.commands.run("pip --version && python3 -m venv /tmp/v && git --version")
         assert tools.exit_code == 0, tools.stderr
+
+
+def test_no_cache_runs_every_step_again_and_becomes_the_cache(
+    client: Sandlot, tmp_path: Path
+) -> None:
+    name = unique("fresh")
+    text = "FROM base\nRUN date +%s%N > /stamp\n"
+    try:
+        first = client.templates.build(name, text, tmp_path)
+        fresh = client.templates.build(name, text, tmp_path, no_cache=True)
+        assert (fresh.cached_steps, fresh.steps) == (0, 1) and fresh.digest != first.digest
+        after = client.templates.build(name, text, tmp_path)
+        assert after.cached_steps == 1 and after.digest == fresh.digest
+        with Sandbox.create(template=name, client=client) as sbx:
+            stamp = sbx.files.read("/stamp")
+        with Sandbox.create(template=name, client=client) as again:
+            assert again.files.read("/stamp") == stamp
+    finally:
+        client.templates.delete(name, force=True)

@@ -68,11 +68,19 @@ async def build_template(
             description="The Sandlotfile's path inside the context.",
         ),
     ] = "Sandlotfile",
+    no_cache: Annotated[
+        bool,
+        Query(
+            alias="noCache",
+            description="Run every step again; its new layers replace the cached ones "
+            "for later builds.",
+        ),
+    ] = False,
 ) -> Envelope[BuildOut]:
     """The body is the build context as a tar archive (gzip allowed) holding the
     Sandlotfile; the build runs in the background: follow `/logs`."""
     upload = await _receive(request, svc.builds.uploads_dir())
-    view = await svc.builds.start_build(who.org_id, name, upload, file)
+    view = await svc.builds.start_build(who.org_id, name, upload, file, no_cache=no_cache)
     return Envelope(data=BuildOut.of(view))
 
 
