@@ -3,12 +3,12 @@ image archive, in the background, with a build id to follow."""
 
 from __future__ import annotations
 
+import pathlib
 import secrets
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from sandlot.api.deps import Reader, Service, Writer
@@ -20,6 +20,7 @@ from sandlot.errors import InvalidConfigError
 router = APIRouter(tags=["templates"])
 
 TemplateName = Annotated[str, Query(pattern=TEMPLATE_NAME, description="The new template's name.")]
+ExistingName = Annotated[str, Path(pattern=TEMPLATE_NAME, description="A template's name.")]
 
 
 @router.get("/v1/templates")
@@ -100,13 +101,13 @@ async def import_template(
 
 
 @router.get("/v1/templates/{name}")
-def get_template(name: str, who: Reader, svc: Service) -> Envelope[TemplateOut]:
+def get_template(name: ExistingName, who: Reader, svc: Service) -> Envelope[TemplateOut]:
     return Envelope(data=TemplateOut.of(svc.visible_template(who.org_id, name)))
 
 
 @router.delete("/v1/templates/{name}")
 def delete_template(
-    name: str,
+    name: ExistingName,
     who: Writer,
     svc: Service,
     force: Annotated[
@@ -119,7 +120,7 @@ def delete_template(
     return Envelope(data=TemplateOut.of(template))
 
 
-async def _receive(request: Request, directory: Path) -> Path:
+async def _receive(request: Request, directory: pathlib.Path) -> pathlib.Path:
     """The request body, streamed to a file the build or import then owns."""
     path = directory / f"upload-{secrets.token_hex(8)}"
     size = 0
