@@ -12,8 +12,8 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from sandlot.api.schemas import ErrorEnvelope
+from sandlot.core.incidents import internal_error
 from sandlot.errors import (
-    InternalError,
     InvalidConfigError,
     NotFoundError,
     SandlotError,
@@ -78,9 +78,8 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(Exception)
-    async def _unexpected(_request: Request, err: Exception) -> JSONResponse:
-        log.exception("unhandled error")
-        return error_response(InternalError(f"internal error: {type(err).__name__}: {err}"))
+    async def _unexpected(request: Request, err: Exception) -> JSONResponse:
+        return error_response(internal_error(err, f"{request.method} {request.url.path}"))
 
 
 class _NoRoute(NotFoundError):

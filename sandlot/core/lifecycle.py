@@ -28,6 +28,7 @@ from sqlalchemy.exc import IntegrityError
 
 from sandlot.core import ids
 from sandlot.core.events import Event
+from sandlot.core.incidents import public_reason
 from sandlot.core.models import CreateSandbox, SandboxView
 from sandlot.core.patches import Patcher
 from sandlot.core.pool import plug
@@ -153,14 +154,16 @@ class Lifecycle:
                 if mode == FREEZE:
                     svc._set_status(sandbox_id, SandboxStatus.RUNNING, changes=_NOT_PAUSED)
                     await svc.reconnect(sandbox_id)
-                    raise SandboxUnavailableError(f"could not pause {sandbox_id}: {exc}") from exc
-                log.warning("checkpoint of %s failed, freezing it instead: %s", sandbox_id, exc)
+                    why = public_reason(exc, f"freezing {sandbox_id}")
+                    raise SandboxUnavailableError(f"could not pause {sandbox_id}: {why}") from exc
+                why = public_reason(exc, f"checkpointing {sandbox_id}")
+                log.warning("checkpoint of %s failed, freezing it instead: %s", sandbox_id, why)
                 await self._plug(sandbox_id)
                 await self.runtime.freeze(sandbox_id)
                 self._record(
                     sandbox_id,
                     pause_mode=FREEZE,
-                    status_reason=f"{reason}; checkpoint failed, frozen in memory: {exc}",
+                    status_reason=f"{reason}; checkpoint failed, frozen in memory: {why}",
                 )
             return svc.get(org_id, sandbox_id)
 
@@ -179,8 +182,9 @@ class Lifecycle:
                 else:
                     await self.runtime.thaw(sandbox_id)
             except (BackendError, OSError) as exc:  # still paused, its images intact
+                why = public_reason(exc, f"resuming {sandbox_id}")
                 raise SandboxUnavailableError(
-                    f"could not resume {sandbox_id}: {exc}", details={"sandboxId": sandbox_id}
+                    f"could not resume {sandbox_id}: {why}", details={"sandboxId": sandbox_id}
                 ) from exc
             # Its processes run again: that is the state now, whatever happens next.
             resumed = self._resumed(view, reason)
@@ -191,8 +195,9 @@ class Lifecycle:
                     steps.append(self._plug(sandbox_id))
                 await asyncio.gather(*steps)
             except (BackendError, OSError, SandlotError) as exc:
+                why = public_reason(exc, f"reconnecting to {sandbox_id}")
                 raise SandboxUnavailableError(
-                    f"{sandbox_id} resumed but could not be reached yet: {exc}",
+                    f"{sandbox_id} resumed but could not be reached yet: {why}",
                     details={"sandboxId": sandbox_id},
                 ) from exc
             return resumed
@@ -322,8 +327,9 @@ class Lifecycle:
                 size = await self.runtime.snapshot(sandbox_id, target, with_memory)
             except (BackendError, OSError) as exc:
                 self._drop_snapshot(snapshot_id)
+                why = public_reason(exc, f"snapshotting {sandbox_id}")
                 raise SandboxUnavailableError(
-                    f"could not snapshot {sandbox_id}: {exc}", details={"sandboxId": sandbox_id}
+                    f"could not snapshot {sandbox_id}: {why}", details={"sandboxId": sandbox_id}
                 ) from exc
             finally:
                 if with_memory:
@@ -442,11 +448,12 @@ class Lifecycle:
             try:
                 await svc.restart_from(view, self.snapshot_dir(snap.id))
             except (BackendError, OSError) as exc:
+                why = public_reason(exc, f"rolling {sandbox_id} back to {snap.id}")
                 svc._set_status(
-                    sandbox_id, SandboxStatus.ERROR, reason=f"rollback failed: {exc}", ended=True
+                    sandbox_id, SandboxStatus.ERROR, reason=f"rollback failed: {why}", ended=True
                 )
                 raise SandboxUnavailableError(
-                    f"rollback of {sandbox_id} to {snap.name} failed: {exc}"
+                    f"rollback of {sandbox_id} to {snap.name} failed: {why}"
                 ) from exc
             if view.status is SandboxStatus.PAUSED:
                 self._resumed(view, f"rolled back to {snap.name}")

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from sandlot.core import ids
 from sandlot.core.events import Event
+from sandlot.core.incidents import public_reason
 from sandlot.core.pool import start_sandbox, template_spec
 from sandlot.errors import InvalidConfigError, SandlotError, SnapshotNotFoundError
 from sandlot.runtime.base import BackendError
@@ -198,7 +199,8 @@ class Patcher:
                 await session.close()
         except (BackendError, OSError, SandlotError) as exc:
             shutil.rmtree(staged, ignore_errors=True)
-            raise InvalidConfigError(f"could not run the patch: {exc}") from exc
+            why = public_reason(exc, f"patching in {sandbox_id}")
+            raise InvalidConfigError(f"could not run the patch: {why}") from exc
         finally:
             await svc._destroy_on_host(sandbox_id)
             shutil.rmtree(source, ignore_errors=True)

@@ -26,6 +26,7 @@ from sandlot.core import ids
 from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
+from sandlot.core.incidents import public_reason
 from sandlot.core.lifecycle import Lifecycle
 from sandlot.core.logs import LogFollowers
 from sandlot.core.metrics import MetricsSampler, Sampled
@@ -239,11 +240,16 @@ class SandboxService:
             self._record_address(sandbox_id)
         except BaseException as exc:
             await self._destroy_on_host(sandbox_id)
-            self._set_status(sandbox_id, SandboxStatus.ERROR, reason=f"failed to start: {exc!r}")
+            why = (
+                "cancelled"
+                if isinstance(exc, asyncio.CancelledError)
+                else public_reason(exc, f"starting {sandbox_id}")
+            )
+            self._set_status(sandbox_id, SandboxStatus.ERROR, reason=f"failed to start: {why}")
             if isinstance(exc, (SandlotError, asyncio.CancelledError)):
                 raise
             raise SandboxUnavailableError(
-                f"sandbox {sandbox_id} failed to start: {exc}", details={"sandboxId": sandbox_id}
+                f"sandbox {sandbox_id} failed to start: {why}", details={"sandboxId": sandbox_id}
             ) from exc
         self._live[sandbox_id] = Live(org_id, request.env, session, template.user or None)
         self.logs.follow(sandbox_id, org_id, session)

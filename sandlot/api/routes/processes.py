@@ -27,6 +27,7 @@ from sandlot.api.schemas import (
     SignalIn,
     StartProcessIn,
 )
+from sandlot.core.incidents import internal_error
 from sandlot.core.service import SandboxService
 from sandlot.core.session import AttachmentLike
 from sandlot.errors import InvalidConfigError, SandlotError
@@ -141,9 +142,10 @@ async def attach(websocket: WebSocket, sandbox_id: str, process_id: str) -> None
                 )
         else:
             failure = output.exception()
-            payload = failure.to_dict() if isinstance(failure, SandlotError) else _internal(failure)
+            if not isinstance(failure, SandlotError):
+                failure = internal_error(failure, f"attachment to {process_id} in {sandbox_id}")
             with contextlib.suppress(Exception):
-                await websocket.send_json({"type": "error", "error": payload})
+                await websocket.send_json({"type": "error", "error": failure.to_dict()})
         with contextlib.suppress(Exception):
             await websocket.close(code=1000)
     else:
@@ -199,12 +201,3 @@ async def _control(attachment: AttachmentLike, message: dict[str, Any]) -> None:
         raise InvalidConfigError(
             f"unknown control message type {kind!r}; expected eof, signal or resize"
         )
-
-
-def _internal(err: BaseException | None) -> dict[str, Any]:
-    return {
-        "code": "INTERNAL",
-        "message": f"attachment failed: {err!r}",
-        "retryable": True,
-        "details": {},
-    }

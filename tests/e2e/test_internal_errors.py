@@ -1,0 +1,86 @@
+"""Failures inside the server, provoked for real (a data directory the server may not
+write), reach users as a sentence and an error id; the log holds the rest."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sandlot import Sandbox, Sandlot
+from sandlot.testing import ServerProcess
+
+LOGGED = r"\(id ([0-9a-f]{12})\): the server logged the details"
+
+
+@contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """Nothing may be created in `path` while this lasts, not even by root."""
+    made = subprocess.run(["chattr", "+i", str(path)], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make {path} immutable here: {made.stderr.strip()}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def logged_since(server: ServerProcess, offset: int) -> str:
+    with (server.data_dir / "server.log").open("rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+@pytest.fixture
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, headers={"X-API-Key": server.api_key}, timeout=60) as c:
+        yield c
+
+
+def test_unforeseen_failure_is_internal_with_an_id_and_no_path(
+    client: Sandlot, server: ServerProcess, http: httpx.Client
+) -> None:
+    with Sandbox.create(client=client) as sbx:
+        made = http.post(f"/v1/sandboxes/{sbx.id}/snapshots", json={"memory": False})
+        assert made.status_code == 201, made.text
+        snapshot_dir = server.data_dir / "snapshots" / made.json()["data"]["id"]
+        offset = (server.data_dir / "server.log").stat().st_size
+        with immutable(snapshot_dir):  # a patch stages its work in there
+            r = http.post(
+                f"/v1/sandboxes/{sbx.id}/snapshots/{snapshot_dir.name}/patches",
+                json={"script": "true"},
+            )
+    assert r.status_code == 500, r.text
+    err = r.json()["error"]
+    assert err["code"] == "INTERNAL"
+    found = re.fullmatch(f"operation not permitted {LOGGED}", err["message"])
+    assert found, err["message"]
+    assert err["details"] == {"errorId": found[1]}
+    assert str(server.data_dir) not in r.text and "Errno" not in r.text
+    log = logged_since(server, offset)
+    assert f"(error id {found[1]})" in log
+    assert "PermissionError: [Errno 1] Operation not permitted" in log and "Traceback" in log
+
+
+def test_sandbox_failure_names_the_operation_and_an_id_not_the_host_path(
+    client: Sandlot, server: ServerProcess, http: httpx.Client
+) -> None:
+    with Sandbox.create(client=client) as sbx:
+        offset = (server.data_dir / "server.log").stat().st_size
+        with immutable(server.data_dir / "snapshots"):
+            r = http.post(f"/v1/sandboxes/{sbx.id}/snapshots", json={"memory": False})
+        assert r.status_code == 503, r.text
+        err = r.json()["error"]
+        assert err["code"] == "SANDBOX_UNAVAILABLE" and err["retryable"] is True
+        found = re.fullmatch(
+            f"could not snapshot {sbx.id}: operation not permitted {LOGGED}", err["message"]
+        )
+        assert found, err["message"]
+        assert str(server.data_dir) not in r.text
+        assert f"snapshotting {sbx.id} (error id {found[1]})" in logged_since(server, offset)
+        assert sbx.commands.run("echo still here").stdout == "still here\n"
