@@ -3,23 +3,9 @@ on every backend (see conftest.py)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 from sandlot import Sandbox, Sandlot
 from sandlot.runtime.oci import run_root_for
 from sandlot.testing import ServerProcess
-
-
-def test_host_files_are_not_visible(sandbox: Sandbox, server: ServerProcess) -> None:
-    marker = server.data_dir / "host-secret.txt"
-    marker.write_text("host secret")
-    r = sandbox.commands.run(
-        f"cat {marker}; cat /proc/1/root{marker}; ls {server.data_dir}; "
-        "grep -c 'host secret' -r /etc"
-    )
-    assert "host secret" not in r.stdout
-    assert "No such file or directory" in r.stderr
 
 
 def test_host_processes_are_not_visible(sandbox: Sandbox, server: ServerProcess) -> None:
@@ -102,32 +88,3 @@ def test_sandboxes_cannot_see_each_other(client: Sandlot, runtime: str) -> None:
         a.commands.run("sleep 300 > /dev/null 2>&1 &")
         r = b.commands.run("ps -eo comm")
         assert "sleep" not in r.stdout
-
-
-def test_hostname_change_does_not_leak(sandbox: Sandbox) -> None:
-    before = os.uname().nodename
-    sandbox.commands.run("hostname evil || true")
-    assert os.uname().nodename == before
-
-
-def test_host_path_absent_after_escape_attempts(sandbox: Sandbox) -> None:
-    probe = Path("/etc/sandlot-escape-probe")
-    sandbox.commands.run(
-        "echo pwned > /etc/sandlot-escape-probe; echo pwned > /proc/1/root/../../etc/x"
-    )
-    assert not probe.exists()
-
-
-def test_file_api_paths_stay_inside(sandbox: Sandbox) -> None:
-    hostname = f"{sandbox.id}\n"
-    assert sandbox.files.read("/../../../../etc/hostname") == hostname
-    assert sandbox.files.read("../../../etc/hostname") == hostname
-    sandbox.commands.run("ln -s /proc/1/root/etc/hostname /workspace/via-proc")
-    assert sandbox.files.read("/workspace/via-proc") == hostname
-    sandbox.commands.run("ln -s ../../../../../../etc/hostname /workspace/dotdot")
-    assert sandbox.files.read("/workspace/dotdot") == hostname
-    # A hard link to a file outside the sandbox cannot be made: nothing outside is visible.
-    r = sandbox.commands.run(
-        "ln /proc/1/root/../../etc/hostname /workspace/hard && cat /workspace/hard"
-    )
-    assert r.stdout in ("", hostname)
