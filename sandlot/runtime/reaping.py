@@ -5,11 +5,17 @@ to the host's PID 1, a destroyed sandbox lingers as a zombie for as long as that
 takes to notice. As a child subreaper the server inherits those orphans and reaps each
 one by pid when it destroys the sandbox (never with waitpid(-1), which would steal the
 exit statuses asyncio waits for).
+
+gVisor leaves more behind: under the systrap platform every process inside has a stub
+process on the host, a child of the sandbox's kernel (the sentry). When the sentry goes,
+its stubs fall to the server too, one per process the sandbox ran, and must be collected
+or each gVisor sandbox would leak host pids (a fork bomb inside, thousands).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -41,6 +47,42 @@ def _collected(pid: int) -> bool:
         return done != 0
     except ChildProcessError:
         return not os.path.exists(f"/proc/{pid}") or is_zombie(pid)
+
+
+def reap_orphans(uids: range) -> int:
+    """Collect the zombie children of this process that ran as one of `uids`; returns
+    how many.
+
+    Only for processes sandboxes left behind: the server runs nothing of its own as a
+    sandbox's uid, so no exit status asyncio waits for is taken.
+    """
+    collected = 0
+    for pid in _zombie_children(uids):
+        with contextlib.suppress(ChildProcessError):
+            done, _ = os.waitpid(pid, os.WNOHANG)
+            collected += done != 0
+    return collected
+
+
+def _zombie_children(uids: range) -> list[int]:
+    me = str(os.getpid())
+    found = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as stat:
+                state, ppid = stat.read().rsplit(")", 1)[1].split()[:2]
+            if state != "Z" or ppid != me:
+                continue
+            # The real uid from status: /proc/PID itself is root's for undumpable ones.
+            with open(f"/proc/{entry.name}/status") as status:
+                uid = next(int(line.split()[1]) for line in status if line.startswith("Uid:"))
+        except (OSError, ValueError, StopIteration):
+            continue  # gone meanwhile
+        if uid in uids:
+            found.append(int(entry.name))
+    return found
 
 
 def is_zombie(pid: int) -> bool:

@@ -22,7 +22,11 @@ Only what runsc does differently lives here:
 - no live limits: runsc has no `update` and gVisor sizes its memory at boot, so a
   server on runsc keeps no warm pool.
 - runsc leaves two processes per sandbox (the sandbox and its file proxy, the gofer);
-  the server, their subreaper, collects both.
+  the server, their subreaper, collects both, and the stubs gVisor runs on the host for
+  the processes inside, which fall to it when the sandbox's kernel goes.
+- a sandbox whose kernel died (OOM-killed by the host, or out of host pids) is still
+  "running" to runsc while its zombie is uncollected; it is reported stopped, as runc
+  reports a dead init, so the supervisor marks it failed instead of waiting on it.
 """
 
 from __future__ import annotations
@@ -37,11 +41,13 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from sandlot.runtime.base import BackendError, Capabilities
+from sandlot.runtime.bundle import USERNS_SIZE
 from sandlot.runtime.cgroups import inherit_cpusets
 from sandlot.runtime.oci import OciRuntime, _fresh_dir
-from sandlot.runtime.reaping import reap
+from sandlot.runtime.reaping import is_zombie, reap, reap_orphans
 from sandlot.runtime.spec import Resources
 
 DEFAULT_PLATFORM = "systrap"
@@ -167,6 +173,13 @@ class RunscRuntime(OciRuntime):
         async with self._reaping(sandbox_id):
             await super().destroy(sandbox_id)
 
+    async def _state(self, sandbox_id: str) -> dict[str, Any]:
+        state = await super()._state(sandbox_id)
+        pid = int(state.get("pid") or 0)
+        if state.get("status") in ("running", "paused") and pid > 0 and is_zombie(pid):
+            state["status"] = "stopped"
+        return state
+
     @contextlib.asynccontextmanager
     async def _reaping(self, sandbox_id: str) -> AsyncIterator[None]:
         """Collect the sandbox's processes while runsc stops it.
@@ -191,6 +204,9 @@ class RunscRuntime(OciRuntime):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         await asyncio.gather(*reapers, return_exceptions=True)
+        # The stubs of every process it ran, killed with their sentry.
+        sandbox_uids = range(self.uid_offset, self.uid_offset + USERNS_SIZE)
+        await asyncio.to_thread(reap_orphans, sandbox_uids)
 
     def _gofer_pid(self, sandbox_id: str) -> int | None:
         """The pid of the sandbox's file proxy, from runsc's state file (gone after
