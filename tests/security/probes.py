@@ -38,3 +38,11 @@ def host_cgroup_file(server: ServerProcess, sandbox_id: str, name: str) -> Path:
         if (directory / name).exists():
             return directory / name
     raise LookupError(f"no {name} in the cgroup of {sandbox_id}")
+
+
+def host_memory_limit(server: ServerProcess, sandbox_id: str) -> int:
+    """The memory limit the host enforces on the sandbox's cgroup, in bytes."""
+    try:
+        return int(host_cgroup_file(server, sandbox_id, "memory.max").read_text())
+    except LookupError:
+        return int(host_cgroup_file(server, sandbox_id, "memory.limit_in_bytes").read_text())
