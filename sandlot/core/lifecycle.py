@@ -235,7 +235,9 @@ class Lifecycle:
         with svc.db.session() as s:
             rows = [(r.id, r.idle_timeout) for r in sandbox_rows.live(s) if r.status == "running"]
         for sandbox_id, idle_timeout in rows:
-            if idle_timeout <= 0 or svc.holds[sandbox_id]:
+            # A pause below awaits: a sandbox listed may be gone (or mid-transition) by
+            # its turn, and must not get an activity record back.
+            if idle_timeout <= 0 or svc.holds[sandbox_id] or not svc.is_live(sandbox_id):
                 continue
             figures = svc.sampler.latest.get(sandbox_id, {})
             if figures.get("cpuPercent", 0.0) > IDLE_CPU_PERCENT:

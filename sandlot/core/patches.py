@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from sandlot.core import ids
 from sandlot.core.events import Event
 from sandlot.core.incidents import public_reason
+from sandlot.core.keyed_locks import KeyedLocks
 from sandlot.core.pool import start_sandbox, template_spec
 from sandlot.errors import InvalidConfigError, SandlotError, SnapshotNotFoundError
 from sandlot.runtime.base import BackendError
@@ -67,7 +68,7 @@ class Patcher:
     def __init__(self, lifecycle: Lifecycle) -> None:
         self.lifecycle = lifecycle
         self.service = lifecycle.service
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()  # one per snapshot being patched
 
     async def patch(
         self,
@@ -81,7 +82,7 @@ class Patcher:
         the snapshot is untouched and the patch is recorded as failed with its output.
         `ref` is a snapshot id, or a name among `sandbox_id`'s snapshots."""
         snap = self.lifecycle.get_snapshot(org_id, ref, sandbox_id)
-        async with self._locks.setdefault(snap.id, asyncio.Lock()):
+        async with self._locks.hold(snap.id):
             root = self.lifecycle.snapshot_dir(snap.id)
             exit_code, output, staged = await self._run(org_id, snap, root, script)
             ok = exit_code == 0
@@ -126,7 +127,7 @@ class Patcher:
         """Forget a patch; if it was applied, rebuild the snapshot from its original
         state with the applied patches that remain."""
         snap = self.lifecycle.get_snapshot(org_id, ref, sandbox_id)
-        async with self._locks.setdefault(snap.id, asyncio.Lock()):
+        async with self._locks.hold(snap.id):
             with self.service.db.session() as s:
                 patches = list(snapshot_rows.patches(s, snap.id))
                 target = next((p for p in patches if p.id == patch_id), None)

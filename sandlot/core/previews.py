@@ -67,7 +67,7 @@ class Previews:
 
     def list(self, sandbox_id: str, policy: NetworkPolicy | None) -> list[Exposure]:
         """Exposed ports and the automatic ones, by port."""
-        exposed = dict(self._load(sandbox_id))
+        exposed = dict(self._load(sandbox_id, keep=policy is not None))
         for port in policy.preview_ports if policy else ():
             exposed.setdefault(
                 port, Exposure(port, "public", self.config.url(sandbox_id, port), automatic=True)
@@ -93,7 +93,7 @@ class Previews:
                 ),
             )
         exposure = Exposure(port, auth, self.config.url(sandbox_id, port), False, token_hash, now)
-        self._load(sandbox_id)[port] = exposure
+        self._load(sandbox_id, keep=True)[port] = exposure
         self.events.publish(
             Event(
                 "port.exposed",
@@ -107,7 +107,7 @@ class Previews:
     def close(self, org_id: str, sandbox_id: str, port: int) -> None:
         with self.db.session() as s:
             found = port_rows.remove(s, sandbox_id, port)
-        self._load(sandbox_id).pop(port, None)
+        self._exposed.get(sandbox_id, {}).pop(port, None)
         if not found:
             raise PortNotExposedError(
                 f"port {port} of sandbox {sandbox_id} is not exposed",
@@ -119,7 +119,7 @@ class Previews:
         self, sandbox_id: str, port: int, token: str | None, policy: NetworkPolicy | None
     ) -> Exposure:
         """The exposure a proxied request to `port` falls under, if `token` opens it."""
-        exposure = self._load(sandbox_id).get(port)
+        exposure = self._load(sandbox_id, keep=policy is not None).get(port)
         if exposure is None and policy is not None and port in policy.preview_ports:
             return Exposure(port, "public", "", automatic=True)
         if exposure is None:
@@ -136,7 +136,10 @@ class Previews:
     def forget(self, sandbox_id: str) -> None:
         self._exposed.pop(sandbox_id, None)
 
-    def _load(self, sandbox_id: str) -> dict[int, Exposure]:
+    def _load(self, sandbox_id: str, *, keep: bool) -> dict[int, Exposure]:
+        """The sandbox's exposures, cached if `keep`: only for a sandbox with a network
+        on this host (callers pass whether it has a policy), so that asking about one
+        destroyed, or any name in a preview host, leaves nothing behind."""
         cached = self._exposed.get(sandbox_id)
         if cached is None:
             with self.db.session() as s:
@@ -151,7 +154,8 @@ class Previews:
                     )
                     for r in port_rows.of_sandbox(s, sandbox_id)
                 }
-            self._exposed[sandbox_id] = cached
+            if keep:
+                self._exposed[sandbox_id] = cached
         return cached
 
 

@@ -27,6 +27,7 @@ from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.events import Event, EventBus
 from sandlot.core.incidents import public_reason
+from sandlot.core.keyed_locks import KeyedLocks
 from sandlot.core.lifecycle import Lifecycle
 from sandlot.core.logs import LogFollowers
 from sandlot.core.metrics import MetricsSampler, Sampled
@@ -120,7 +121,8 @@ class SandboxService:
         self.db = db
         self.network = network
         self.previews = previews
-        self._denied_until: dict[tuple[str, str], float] = {}
+        self._denied_until: dict[str, dict[str, float]] = {}
+        """Per sandbox, the names a `network.denied` event went out for, and until when."""
         if network is not None:
             network.on_denied = self._network_denied
         self.runtime = runtime
@@ -137,7 +139,7 @@ class SandboxService:
         self.pool = pool
         self._live: dict[str, Live] = {}  # what the hot path needs, without the store
         self._admission = asyncio.Lock()
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks = KeyedLocks()
         self.last_activity: dict[str, float] = {}
         self.holds: collections.Counter[str] = collections.Counter()
         self.builds = TemplateBuilds(self)
@@ -585,6 +587,10 @@ class SandboxService:
                 del self.holds[sandbox_id]
             self.touch(sandbox_id)
 
+    def is_live(self, sandbox_id: str) -> bool:
+        """Whether the sandbox's agent connection is in service (running, not mid-pause)."""
+        return sandbox_id in self._live
+
     def touch(self, sandbox_id: str) -> None:
         """Record activity that bypasses the service (stdin and output of an attachment)."""
         if sandbox_id in self._live:
@@ -701,7 +707,7 @@ class SandboxService:
             if expires_at is not None and expires_at <= now:
                 await self.destroy(org_id, sandbox_id, reason="timeout")
                 continue
-            if status == SandboxStatus.PAUSED or self.lock(sandbox_id).locked():
+            if status == SandboxStatus.PAUSED or self._locks.busy(sandbox_id):
                 continue  # held on purpose, or in the middle of a transition
             live = self._live.get(sandbox_id)
             lost_agent = status == SandboxStatus.RUNNING and (live is None or live.session.closed)
@@ -787,15 +793,16 @@ class SandboxService:
         return address
 
     def _network_denied(self, sandbox_id: str, name: str) -> None:
-        now = time.monotonic()
-        if self._denied_until.get((sandbox_id, name), 0.0) > now:
-            return
-        if len(self._denied_until) > 10_000:
-            self._denied_until = {k: t for k, t in self._denied_until.items() if t > now}
-        self._denied_until[(sandbox_id, name)] = now + DENIED_EVENT_SECONDS
         live = self._live.get(sandbox_id)
         if live is None:
-            return  # a warm sandbox nobody owns yet
+            return  # a warm sandbox nobody owns yet, or one on its way out
+        now = time.monotonic()
+        denied = self._denied_until.setdefault(sandbox_id, {})
+        if denied.get(name, 0.0) > now:
+            return
+        if len(denied) > 1000:
+            denied = self._denied_until[sandbox_id] = {n: t for n, t in denied.items() if t > now}
+        denied[name] = now + DENIED_EVENT_SECONDS
         self.events.publish(Event("network.denied", sandbox_id, live.org_id, {"name": name}))
 
     def _network(self) -> NetworkManager:
@@ -871,12 +878,13 @@ class SandboxService:
     async def _forget(self, sandbox_id: str) -> None:
         live = self._live.pop(sandbox_id, None)
         self.last_activity.pop(sandbox_id, None)
+        self._denied_until.pop(sandbox_id, None)
         if live is not None:
             await live.session.close()
 
-    def lock(self, sandbox_id: str) -> asyncio.Lock:
+    def lock(self, sandbox_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialises transitions of one sandbox (pause, snapshot, destroy, ...)."""
-        return self._locks.setdefault(sandbox_id, asyncio.Lock())
+        return self._locks.hold(sandbox_id)
 
     def _set_status(
         self,
@@ -905,7 +913,6 @@ class SandboxService:
                 row.started_at = now
             if ended:
                 row.ended_at = now
-                self._locks.pop(sandbox_id, None)
             view = SandboxView.of(row)
         extra = dict(extra or {})
         if ended and view.started_at is not None and view.ended_at is not None:
