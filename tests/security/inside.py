@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import functools
 import json
 import os
 import socket
@@ -86,8 +87,7 @@ def raw_sockets() -> dict[str, Result]:
 
     def each(prefix: str = "") -> dict[str, Result]:
         return {
-            prefix + name: attempt(lambda k=k: socket.socket(*k).close())
-            for name, k in kinds.items()
+            prefix + name: attempt(functools.partial(_open_socket, *k)) for name, k in kinds.items()
         }
 
     found = each()
@@ -144,7 +144,7 @@ def devices(major_minor: str) -> dict[str, Result]:
         rdev = f" {os.major(st.st_rdev)}:{os.minor(st.st_rdev)}" if kind else ""
         found[f"/dev/{name}"] = kind + rdev
     for absent in ("sda", "vda", "nvme0n1", "mem", "kmem", "port", "kmsg"):
-        found[f"open /dev/{absent}"] = attempt(lambda a=absent: os.close(os.open(f"/dev/{a}", 0)))
+        found[f"open /dev/{absent}"] = attempt(functools.partial(_first_bytes, f"/dev/{absent}"))
     found["mknod"] = _disk_node(major_minor)
     if os.path.exists(DISK_NODE):
         found["read node"] = attempt(lambda: _first_bytes(DISK_NODE))
@@ -236,7 +236,11 @@ def connect(*addresses: str) -> dict[str, Result]:
 
 
 def read_paths(*paths: str) -> dict[str, Result]:
-    return {path: attempt(lambda p=path: _read(p)) for path in paths}
+    return {path: attempt(functools.partial(_read, path)) for path in paths}
+
+
+def _open_socket(family: int, kind: int, protocol: int) -> None:
+    socket.socket(family, kind, protocol).close()
 
 
 def _read(path: str) -> str:
