@@ -393,7 +393,8 @@ class SandboxService:
             view = self.get(org_id, sandbox_id)
             if view.status is SandboxStatus.TERMINATED:
                 return view
-            self._set_status(sandbox_id, SandboxStatus.STOPPING)
+            if view.status is not SandboxStatus.STOPPING:  # else: a destroy that failed before
+                self._set_status(sandbox_id, SandboxStatus.STOPPING)
             await self._forget(sandbox_id)
             await self._destroy_on_host(sandbox_id)
             return self._set_status(sandbox_id, SandboxStatus.TERMINATED, reason=reason, ended=True)
