@@ -533,6 +533,7 @@ class ProcessTable:
             popen, outputs, stdin_fd = _popen_on_terminal(argv, cwd, env, terminal, run_as)
         else:
             popen, outputs, stdin_fd = _popen_with_pipes(argv, cwd, env, stdin, run_as)
+        _oom_before_the_agent(popen.pid)
         proc = ManagedProcess(
             str(next(self._ids)),
             popen,
@@ -571,6 +572,17 @@ class ProcessTable:
             if len(self._exited) <= self._retain_count and finished_at > horizon:
                 break
             self._exited.popitem(last=False)
+
+
+OOM_SCORE_ADJ = "500"
+
+
+def _oom_before_the_agent(pid: int) -> None:
+    """Make the sandbox's memory killer pick a command (and what it starts, which
+    inherits this) before the agent: killing PID 1 would take the whole sandbox down.
+    Raising the score needs no privilege; lowering the agent's would."""
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/oom_score_adj", "w") as f:
+        f.write(OOM_SCORE_ADJ)
 
 
 def _popen_with_pipes(

@@ -23,6 +23,21 @@ def test_memory_hog_is_killed_and_reported(client: Sandlot) -> None:
         assert sbx.commands.run("echo alive").stdout == "alive\n"
 
 
+def test_many_small_hogs_never_take_the_agent(client: Sandlot) -> None:
+    """Memory spread over many processes: the sandbox's OOM killer takes commands, and
+    the agent (PID 1, smaller than any of them only by a little) is never its pick."""
+    hog = "python3 -c 'b = bytearray(40 << 20); import time; time.sleep(30)'"
+    hogs = f"for i in $(seq 12); do {hog} & done; wait"
+    with Sandbox.create(resources={"memory_mb": 256}, client=client) as sbx:
+        # The score is set just after the command starts, before what it starts next.
+        adj = sbx.commands.run("sleep 0.1; cat /proc/self/oom_score_adj /proc/1/oom_score_adj")
+        assert adj.stdout == "500\n0\n"
+        r = sbx.commands.run(hogs, timeout=60)
+        assert r.exit_code == 0 and sbx.usage().oom_kills >= 1
+        assert sbx.commands.run("echo alive").stdout == "alive\n"
+        assert sbx.info.status == "running"
+
+
 def test_fork_bomb_is_contained(client: Sandlot) -> None:
     bomb = (
         "import os, signal\n"
