@@ -108,6 +108,16 @@ def load_phases(server: ServerProcess, client: Sandlot, idle: int, execs: int) -
     for error in rest.errors[:5]:
         print(f"    {error}")
 
+    if execs > 0:  # `--execs 0` skips the phase (a soak-only run)
+        exec_across(sandboxes, execs, serial_exec)
+
+    start = time.perf_counter()
+    Timed(IN_FLIGHT).run([sbx.kill for sbx in sandboxes])
+    print(f"destroyed {n} in {time.perf_counter() - start:.1f} s")
+
+
+def exec_across(sandboxes: list[Sandbox], execs: int, serial_exec: list[float]) -> None:
+    n = len(sandboxes)
     spread = Timed(IN_FLIGHT)
     start = time.perf_counter()
     spread.run([exec_call(sandboxes[i % n]) for i in range(execs)])
@@ -121,10 +131,6 @@ def load_phases(server: ServerProcess, client: Sandlot, idle: int, execs: int) -
     )
     for error in spread.errors[:5]:
         print(f"    {error}")
-
-    start = time.perf_counter()
-    Timed(IN_FLIGHT).run([sbx.kill for sbx in sandboxes])
-    print(f"destroyed {n} in {time.perf_counter() - start:.1f} s")
 
 
 def mixed_step(client: Sandlot, rng: random.Random) -> None:
