@@ -23,6 +23,9 @@ from sandlot.runtime.spec import Resources
 
 T = TypeVar("T")
 
+MAX_STORED_INT = 2**63 - 1
+"""The store's integers are 64-bit: a larger offset or event id is refused as input
+instead of failing in the database driver."""
 ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
 USER_SPEC = r"^[A-Za-z0-9._-]+(:[A-Za-z0-9._-]+)?$"
 USER_DESCRIPTION = (

@@ -1,8 +1,10 @@
 """Failures inside the server, provoked for real (a data directory the server may not
-write), reach users as a sentence and an error id; the log holds the rest."""
+write), reach users as a sentence and an error id; the log holds the rest. Input that
+once caused such a failure is refused as input."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterator
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from websockets.sync.client import connect
 
 from sandlot import Sandbox, Sandlot
 from sandlot.testing import ServerProcess
@@ -84,3 +87,30 @@ def test_sandbox_failure_names_the_operation_and_an_id_not_the_host_path(
         assert str(server.data_dir) not in r.text
         assert f"snapshotting {sbx.id} (error id {found[1]})" in logged_since(server, offset)
         assert sbx.commands.run("echo still here").stdout == "still here\n"
+
+
+def test_numbers_past_the_stores_integers_are_bad_input_not_a_failure(
+    server: ServerProcess, http: httpx.Client
+) -> None:
+    """The schema fuzzer's finds: an offset past 2**63 reached SQLite and failed there, and
+    so did a date that UTC cannot hold."""
+    too_big = 2**63
+    for path in (f"/v1/sandboxes?offset={too_big}", f"/v1/events?since={too_big}"):
+        r = http.get(path)
+        assert r.status_code == 400, (path, r.text)
+        assert r.json()["error"]["code"] == "INVALID_CONFIG"
+    assert http.get(f"/v1/sandboxes?offset={too_big - 1}").json()["data"] == []
+    for window in (
+        {"to": "0001-01-01T00:30:00+01:00"},  # before year 1 in UTC
+        {"to": "9999-12-31T23:30:00-01:00"},  # past 9999 in UTC
+        {"to": "0001-01-01T12:00:00Z"},  # the default day before it is not there
+    ):
+        r = http.get("/v1/usage", params=window)
+        assert r.status_code == 400, (window, r.text)
+        assert r.json()["error"]["code"] == "INVALID_CONFIG"
+    edge = {"from": "0001-01-01T00:00:00Z", "to": "0001-01-02T00:00:00Z"}
+    assert http.get("/v1/usage", params=edge).json()["data"]["sandboxes"] == []
+    ws_url = server.url.replace("http://", "ws://") + f"/v1/events?since={too_big}"
+    with connect(ws_url, additional_headers={"X-API-Key": server.api_key}) as ws:
+        refused = json.loads(ws.recv(timeout=10))
+    assert refused["type"] == "error" and refused["error"]["code"] == "INVALID_CONFIG"

@@ -18,6 +18,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from sandlot.api.deps import Reader, Service, websocket_principal
 from sandlot.api.routes.sandboxes import SandboxId
+from sandlot.api.schemas import MAX_STORED_INT
 from sandlot.core.events import Event, EventFilter, Subscription
 from sandlot.core.service import SandboxService
 from sandlot.errors import SandlotError
@@ -25,7 +26,9 @@ from sandlot.errors import SandlotError
 router = APIRouter(tags=["events"])
 
 KEEPALIVE_SECONDS = 15.0
-Since = Annotated[int | None, Query(ge=0, description="Resume after this event id.")]
+Since = Annotated[
+    int | None, Query(ge=0, le=MAX_STORED_INT, description="Resume after this event id.")
+]
 Types = Annotated[
     str | None, Query(description="Comma-separated event types, e.g. status,metrics.")
 ]
@@ -122,6 +125,8 @@ async def _websocket(websocket: WebSocket, sandbox_id: str | None) -> None:
         if sandbox_id is not None:
             svc.get(who.org_id, sandbox_id)
         since = int(params["since"]) if params.get("since") else None
+        if since is not None and not 0 <= since <= MAX_STORED_INT:
+            raise ValueError(f"must be an event id, 0 to {MAX_STORED_INT}")
     except (SandlotError, ValueError) as err:
         payload = (
             err.to_dict()

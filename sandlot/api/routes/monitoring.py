@@ -38,15 +38,21 @@ def usage(
     end: Annotated[datetime | None, Query(alias="to")] = None,
 ) -> Envelope[UsageReportOut]:
     """Sandbox-seconds, by vCPU and by MiB of memory, per sandbox and in total."""
-    end = _aware(end) if end else datetime.now(UTC)
-    start = _aware(start) if start else end - DEFAULT_WINDOW
+    try:
+        end = _in_utc(end) if end else datetime.now(UTC)
+        start = _in_utc(start) if start else end - DEFAULT_WINDOW
+    except OverflowError:  # a date near year 1 or 9999 that UTC (or a day before) cannot hold
+        raise InvalidConfigError(
+            "from and to must lie between the years 1 and 9999 in UTC", details={"field": "from"}
+        ) from None
     if start >= end:
         raise InvalidConfigError("from must be before to", details={"field": "from"})
     return Envelope(data=UsageReportOut.of(start, end, svc.usage_report(who.org_id, start, end)))
 
 
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _in_utc(moment: datetime) -> datetime:
+    """Naive means UTC."""
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @router.get("/metrics", response_class=PlainTextResponse)

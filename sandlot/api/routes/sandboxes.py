@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from sandlot.api.deps import Reader, Service, Writer
 from sandlot.api.schemas import (
+    MAX_STORED_INT,
     CreateSandboxIn,
     Envelope,
     Pagination,
@@ -45,7 +46,7 @@ def list_sandboxes(
     svc: Service,
     status: SandboxStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_STORED_INT)] = 0,
 ) -> SandboxList:
     """Filter on metadata with `metadata.KEY=VALUE` query parameters."""
     metadata = {
