@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import logging
 import re
 import shutil
 import time
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, TextIO
 
 from sandlot.core import ids
+from sandlot.core.incidents import internal_error, public_reason
 from sandlot.core.models import CreateSandbox, StartProcess
 from sandlot.errors import (
     BuildNotFoundError,
@@ -54,7 +54,6 @@ from sandlot.templates.store import COLLECT_GRACE_SECONDS, Template
 if TYPE_CHECKING:
     from sandlot.core.service import SandboxService
 
-log = logging.getLogger(__name__)
 
 BUILD_RESOURCES = Resources(vcpus=2, memory_mb=2048, disk_mb=10240)
 STEP_TIMEOUT = 3600.0
@@ -342,16 +341,20 @@ class TemplateBuilds:
                 BackendError,
                 OSError,
             ) as exc:
-                message = exc.message if isinstance(exc, SandlotError) else str(exc)
+                message = (
+                    str(exc)
+                    if isinstance(exc, (BuildFailed, sf.SandlotfileError, ContextError))
+                    else public_reason(exc, f"build {build_id} of {name}")
+                )
                 out.write(f"Build failed: {message}\n")
                 self._finish(build_id, status="failed", error=message)
             except asyncio.CancelledError:
                 self._finish(build_id, status="failed", error="cancelled: the server stopped")
                 raise
             except Exception as exc:  # a defect: recorded, never a build stuck running
-                log.exception("build %s crashed", build_id)
-                out.write(f"Build failed: internal error ({type(exc).__name__})\n")
-                self._finish(build_id, status="failed", error=f"internal error: {exc!r}")
+                message = internal_error(exc, f"build {build_id} of {name}").message
+                out.write(f"Build failed: {message}\n")
+                self._finish(build_id, status="failed", error=message)
             finally:
                 self._in_use.difference_update(self._held.pop(build_id, ()))
 
@@ -469,7 +472,11 @@ class TemplateBuilds:
                 try:
                     await asyncio.to_thread(fill, staged)
                 except (OSError, LookupError) as exc:
-                    raise BuildFailed(f"line {instruction.line}: {exc}") from None
+                    # Our own refusals name paths inside the template; the system's
+                    # errors would name the host's.
+                    ours = isinstance(exc, LookupError) or exc.errno is None
+                    why = str(exc) if ours else public_reason(exc, instruction.source)
+                    raise BuildFailed(f"line {instruction.line}: {why}") from None
                 found = self._commit(state, staged, key, instruction)
         else:
             state.cached += 1
@@ -600,8 +607,9 @@ class TemplateBuilds:
                 )
                 self._finish(build_id, status="ready", digest=template.digest, steps=len(layers))
             except (ImportRejected, OSError) as exc:
-                out.write(f"Import failed: {exc}\n")
-                self._finish(build_id, status="failed", error=str(exc))
+                why = str(exc) if isinstance(exc, ImportRejected) else public_reason(exc, name)
+                out.write(f"Import failed: {why}\n")
+                self._finish(build_id, status="failed", error=why)
             except asyncio.CancelledError:
                 self._finish(build_id, status="failed", error="cancelled: the server stopped")
                 raise

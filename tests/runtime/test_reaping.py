@@ -31,7 +31,8 @@ def test_only_zombies_of_sandbox_uids_are_collected() -> None:
     ours = exited_child(0)  # as if asyncio were waiting for it
     orphan = exited_child(USERNS_HOST_BASE + 7)
     try:
-        assert reap_orphans(SANDBOX_UIDS) == 1
+        # In a full run this process may have adopted other sandboxes' leftovers too.
+        assert reap_orphans(SANDBOX_UIDS) >= 1
         assert not os.path.exists(f"/proc/{orphan}")
         assert is_zombie(ours) and os.path.exists(f"/proc/{ours}")
     finally:

@@ -21,15 +21,15 @@ def upgrade() -> None:
     op.create_table(
         "template_builds",
         sa.Column("id", sa.String(32), primary_key=True),
-        sa.Column("org_id", sa.String(32), sa.ForeignKey("orgs.id", ondelete="CASCADE")),
-        sa.Column("template", sa.String(64)),
-        sa.Column("kind", sa.String(16)),
-        sa.Column("status", sa.String(16)),
+        sa.Column("org_id", sa.String(32), sa.ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("template", sa.String(64), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
         sa.Column("error", sa.Text, nullable=True),
         sa.Column("digest", sa.String(64), nullable=True),
-        sa.Column("steps", sa.Integer),
-        sa.Column("cached_steps", sa.Integer),
-        sa.Column("created_at", UtcDateTime()),
+        sa.Column("steps", sa.Integer, nullable=False),
+        sa.Column("cached_steps", sa.Integer, nullable=False),
+        sa.Column("created_at", UtcDateTime(), nullable=False),
         sa.Column("finished_at", UtcDateTime(), nullable=True),
     )
     op.create_index("ix_template_builds_org", "template_builds", ["org_id"])
