@@ -41,8 +41,13 @@ def _settings(data_dir: Path | None) -> Settings:
 def build_with_progress(
     settings: Settings, name: str, console: Console, force: bool = False
 ) -> None:
-    from sandlot.server import build_known_template
+    from sandlot.server import build_known_template, template_store
+    from sandlot.templates.recipe import RECIPES
 
+    recipe = RECIPES.get(name)
+    if not force and recipe and template_store(settings).exists(name, recipe.digest()):
+        console.print(f"Template [bold]{name}[/] is up to date.")
+        return
     console.print(
         f"Building template [bold]{name}[/] from Debian packages with mmdebstrap "
         "(a minute or two, once)."

@@ -21,7 +21,9 @@ def upgrade() -> None:
     op.create_table(
         "template_builds",
         sa.Column("id", sa.String(32), primary_key=True),
-        sa.Column("org_id", sa.String(32), sa.ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column(
+            "org_id", sa.String(32), sa.ForeignKey("orgs.id", ondelete="CASCADE"), nullable=False
+        ),
         sa.Column("template", sa.String(64), nullable=False),
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
