@@ -8,6 +8,7 @@ say so instead of failing.
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import time
 from collections.abc import Iterator
@@ -203,3 +204,20 @@ def test_paused_sandbox_outlives_a_server_restart(tmp_path: Path) -> None:
     finally:
         srv.destroy_all()
         srv.stop()
+
+
+def test_a_template_builds_on_gvisor(gvisor: Sandlot, tmp_path: Path) -> None:
+    """A RUN step runs under gVisor; what it writes reaches the host's layer (the step
+    syncs before its layer is copied), deletions included."""
+    name = f"gvisor-built-{secrets.token_hex(4)}"
+    text = "FROM base\nRUN echo from-gvisor > /made && rm /etc/issue\n"
+    build = gvisor.templates.build(name, text, tmp_path)
+    try:
+        assert build.status == "ready"
+        with Sandbox.create(template=name, client=gvisor) as sbx:
+            assert sbx.info.runtime == "runsc"
+            seen = sbx.commands.run("cat /made; ls /etc/issue")
+            assert seen.stdout == "from-gvisor\n"
+            assert "cannot access '/etc/issue'" in seen.stderr
+    finally:
+        gvisor.templates.delete(name, force=True)
