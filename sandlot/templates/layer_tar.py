@@ -29,11 +29,11 @@ from typing import IO
 
 from sandlot.templates.blob_stream import Readable
 from sandlot.templates.import_limits import ImportBudget, ImportRejected
+from sandlot.templates.stack import OPAQUE_XATTR, is_whiteout
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
 OPAQUE_MARKER = ".wh..wh..opq"
-OPAQUE_XATTR = "trusted.overlay.opaque"
 PAX_XATTR_PREFIX = "SCHILY.xattr."
 CONTAINER_IDS = 65536
 """Container uids and gids a sandbox maps (0..65535)."""
@@ -340,7 +340,7 @@ class _LayerWriter:
                 st = os.stat(target[-1], dir_fd=target_dir, follow_symlinks=False)
             except FileNotFoundError:
                 raise outside from None
-            if stat.S_ISDIR(st.st_mode) or _is_whiteout(st):
+            if stat.S_ISDIR(st.st_mode) or is_whiteout(st):
                 raise outside
             if target == path:
                 return  # A link to itself: the file is already there.
@@ -420,10 +420,6 @@ class _LayerWriter:
                 raise self.reject("/".join(path), f"cannot be written: {e.strerror or e}") from None
             finally:
                 os.close(fd)
-
-
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
 
 
 def _mtime_ns(mtime: float) -> int:

@@ -13,16 +13,18 @@ import os
 import stat
 from pathlib import Path, PurePosixPath
 
-OPAQUE = "trusted.overlay.opaque"
+OPAQUE_XATTR = "trusted.overlay.opaque"
+"""Set to `y` on a directory that hides what lower layers hold under the same path."""
 
 
-def _is_whiteout(st: os.stat_result) -> bool:
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+def is_whiteout(st: os.stat_result) -> bool:
+    """overlayfs marks a deleted path with a 0:0 character device of its name."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(0, 0)
 
 
 def _is_opaque(path: Path) -> bool:
     try:
-        return os.getxattr(path, OPAQUE, follow_symlinks=False) == b"y"
+        return os.getxattr(path, OPAQUE_XATTR, follow_symlinks=False) == b"y"
     except OSError:
         return False
 
@@ -42,7 +44,7 @@ def lookup(layers: tuple[Path, ...], path: str) -> Path | None:
                 st = os.lstat(node)
             except OSError:
                 break
-            if _is_whiteout(st):
+            if is_whiteout(st):
                 hidden = True
                 break
             last = depth == len(parts) - 1
@@ -67,7 +69,7 @@ def _within(directory: Path, rest: tuple[str, ...]) -> Path | None:
             st = os.lstat(node)
         except OSError:
             return None
-        if _is_whiteout(st) or (depth < len(rest) - 1 and not stat.S_ISDIR(st.st_mode)):
+        if is_whiteout(st) or (depth < len(rest) - 1 and not stat.S_ISDIR(st.st_mode)):
             return None
     return node
 
