@@ -107,9 +107,8 @@ class TemplateBuilds:
         self.layers = LayerStore(self.templates.layers_root)
         self.logs_root = self.templates.root / ".builds"
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._in_use: set[Path] = set()
-        """Layers of builds in flight, which template collection must keep."""
         self._held: dict[str, set[Path]] = {}
+        """Layers of builds in flight, by build, which template collection must keep."""
 
     # ---- starting and reading builds ----------------------------------------------
 
@@ -218,7 +217,7 @@ class TemplateBuilds:
     # ---- templates an organisation sees --------------------------------------------
 
     def list_templates(self, org_id: str | None) -> list[Template]:
-        return [t for t in self.templates.list() if org_id is None or t.owner in (None, org_id)]
+        return [t for t in self.templates.list() if t.visible_to(org_id)]
 
     def delete(self, org_id: str | None, name: str, force: bool) -> None:
         """Refused while sandboxes or snapshots use the template, unless forced; forced,
@@ -236,7 +235,7 @@ class TemplateBuilds:
                 details={"template": name, "usedBy": users},
             )
         self.templates.remove(name)
-        self.templates.collect(self.service.layers_in_use() | self._in_use)
+        self.templates.collect(self.service.layers_in_use().union(*self._held.values()))
 
     # ---- the background work --------------------------------------------------------
 
@@ -290,12 +289,14 @@ class TemplateBuilds:
         return self.logs_root / f"{build_id}.log"
 
     def _finish(self, build_id: str, **changes: Any) -> None:
+        self._update(build_id, finished_at=datetime.now(UTC), **changes)
+
+    def _update(self, build_id: str, **changes: Any) -> None:
         with self.service.db.session() as s:
             row = build_rows.get(s, None, build_id)
             if row is not None:
                 for key, value in changes.items():
                     setattr(row, key, value)
-                row.finished_at = datetime.now(UTC)
 
     async def _build(
         self,
@@ -323,7 +324,7 @@ class TemplateBuilds:
                 for number, instruction in enumerate(instructions[1:], start=2):
                     out.write(f"Step {number}/{total}: {instruction.source}\n")
                     await self._step(build_id, org_id, state, instruction, context, out)
-                    self._progress(build_id, state)
+                    self._update(build_id, steps=state.steps, cached_steps=state.cached)
                 template = self._finished(
                     replace(state.template, start_command=(*state.entrypoint, *state.cmd))
                 )
@@ -356,13 +357,7 @@ class TemplateBuilds:
                 out.write(f"Build failed: {message}\n")
                 self._finish(build_id, status="failed", error=message)
             finally:
-                self._in_use.difference_update(self._held.pop(build_id, ()))
-
-    def _progress(self, build_id: str, state: BuildState) -> None:
-        with self.service.db.session() as s:
-            row = build_rows.get(s, None, build_id)
-            if row is not None:
-                row.steps, row.cached_steps = state.steps, state.cached
+                self._held.pop(build_id, None)
 
     async def _step(
         self,
@@ -464,23 +459,18 @@ class TemplateBuilds:
         out: TextIO,
         fill: Callable[[Path], None],
     ) -> None:
-        state.steps += 1
-        found = None if state.no_cache else self.layers.find(key)
-        if found is None:
-            layer_id = self._layer_id(state, key)
-            with self.layers.staging(layer_id) as staged:
-                try:
-                    await asyncio.to_thread(fill, staged)
-                except (OSError, LookupError) as exc:
-                    # Our own refusals name paths inside the template; the system's
-                    # errors would name the host's.
-                    ours = isinstance(exc, LookupError) or exc.errno is None
-                    why = str(exc) if ours else public_reason(exc, instruction.source)
-                    raise BuildFailed(f"line {instruction.line}: {why}") from None
-                found = self._commit(state, staged, key, instruction)
-        else:
-            state.cached += 1
-            out.write(" ---> cached\n")
+        if self._from_cache(state, key, out):
+            return
+        with self.layers.staging(self._layer_id(state, key)) as staged:
+            try:
+                await asyncio.to_thread(fill, staged)
+            except (OSError, LookupError) as exc:
+                # Our own refusals name paths inside the template; the system's
+                # errors would name the host's.
+                ours = isinstance(exc, LookupError) or exc.errno is None
+                why = str(exc) if ours else public_reason(exc, instruction.source)
+                raise BuildFailed(f"line {instruction.line}: {why}") from None
+            found = self._commit(state, staged, key, instruction)
         self._push(state, key, found)
 
     async def _run(
@@ -494,12 +484,7 @@ class TemplateBuilds:
         t = state.template
         argv = sf.command(instruction)
         key = cache_key(state.key, "RUN", argv, t.env, t.workdir, t.user)
-        state.steps += 1
-        found = None if state.no_cache else self.layers.find(key)
-        if found is not None:
-            state.cached += 1
-            out.write(" ---> cached\n")
-            self._push(state, key, found)
+        if self._from_cache(state, key, out):
             return
         stage = replace(t, name=f"{STEP_TEMPLATE_PREFIX}{build_id}", digest=state.key)
         view = await self.service.create(
@@ -546,6 +531,18 @@ class TemplateBuilds:
             return f"a timeout after {STEP_TIMEOUT:.0f} s"
         return result.exit_code if result.exit_code is not None else f"signal {result.signal}"
 
+    def _from_cache(self, state: BuildState, key: str, out: TextIO) -> bool:
+        """Count a layer-making step, and stack the layer the cache holds for it if
+        there is one (and the build may use it)."""
+        state.steps += 1
+        found = None if state.no_cache else self.layers.find(key)
+        if found is None:
+            return False
+        state.cached += 1
+        out.write(" ---> cached\n")
+        self._push(state, key, found)
+        return True
+
     def _layer_id(self, state: BuildState, key: str) -> str:
         """A step run again although cached makes a layer of its own."""
         return cache_key(key, state.build_id) if state.no_cache else key
@@ -560,7 +557,6 @@ class TemplateBuilds:
     def _push(self, state: BuildState, key: str, layer: Path) -> None:
         state.key = key
         state.template = replace(state.template, layers=(layer, *state.template.layers))
-        self._in_use.add(layer)
         self._held.setdefault(state.build_id, set()).add(layer)
 
     def _finished(self, template: Template) -> Template:

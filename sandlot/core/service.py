@@ -170,7 +170,7 @@ class SandboxService:
     def visible_template(self, org_id: str | None, name: str) -> Template:
         """A template the organisation may start from: built in, or its own."""
         template = self.templates.get(name)
-        if org_id is not None and template.owner not in (None, org_id):
+        if not template.visible_to(org_id):
             raise TemplateNotFoundError(
                 f"template {name!r} does not exist; `sandlot template list` shows the "
                 "available ones",

@@ -53,6 +53,11 @@ class Template:
     """The organisation that made it; None for templates every organisation may use."""
     created_at: str = ""
 
+    def visible_to(self, org_id: str | None) -> bool:
+        """Built-in templates are everyone's; built and imported ones their owner's
+        (None asks as the operator, who sees all)."""
+        return org_id is None or self.owner in (None, org_id)
+
     @property
     def lowerdir(self) -> str:
         """The layers as overlayfs' `lowerdir` (and as stored with a sandbox)."""
