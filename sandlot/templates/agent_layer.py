@@ -111,16 +111,10 @@ def _shared_libraries(source_root: Path, binaries: list[Path]) -> dict[str, Path
     """What `binaries` link against (by the name they ask for), resolved inside
     `source_root` with its own ldd."""
     inside = ["/" + str(b.relative_to(source_root)) for b in binaries]
-    done = subprocess.run(
-        ["chroot", str(source_root), "ldd", *inside],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    if done.returncode not in (0, 1):  # 1: some argument was not dynamic
-        raise AgentLayerError(f"ldd in {source_root} failed: {done.stderr.strip()}")
+    # ldd answers 1 when some argument is not dynamic, and still lists the others.
+    listing = _run_inside(source_root, "ldd", *inside, ok=(0, 1))
     asked: dict[str, str] = {}
-    for line in done.stdout.splitlines():
+    for line in listing.splitlines():
         words = line.split()
         path = words[2] if len(words) >= 3 and words[1] == "=>" else words[0] if words else ""
         if path.startswith("/") and not line.endswith(":"):  # not a file's heading
@@ -131,13 +125,13 @@ def _shared_libraries(source_root: Path, binaries: list[Path]) -> dict[str, Path
     return {name: source_root / path.lstrip("/") for name, path in zip(names, real, strict=True)}
 
 
-def _run_inside(source_root: Path, *argv: str) -> str:
+def _run_inside(source_root: Path, *argv: str, ok: tuple[int, ...] = (0,)) -> str:
     done = subprocess.run(
         ["chroot", str(source_root), *argv],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,
     )
-    if done.returncode != 0:
+    if done.returncode not in ok:
         raise AgentLayerError(f"{argv[0]} in {source_root} failed: {done.stderr.strip()}")
     return done.stdout
