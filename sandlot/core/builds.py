@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import os
+import posixpath
 import re
 import shutil
 import time
@@ -22,9 +24,11 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
+from sandlot.beneath import Beneath, FileTooLarge, inside
 from sandlot.core import ids
+from sandlot.core.build_log import BUILD_LOG_MAX_BYTES, CappedLog
 from sandlot.core.incidents import internal_error, public_reason
 from sandlot.core.models import CreateSandbox, StartProcess
 from sandlot.errors import (
@@ -42,6 +46,7 @@ from sandlot.templates import sandlotfile as sf
 from sandlot.templates.context import (
     BuildContext,
     ContextError,
+    Owner,
     digest,
     place,
     unpack_context,
@@ -57,6 +62,8 @@ if TYPE_CHECKING:
 
 BUILD_RESOURCES = Resources(vcpus=2, memory_mb=2048, disk_mb=10240)
 STEP_TIMEOUT = 3600.0
+SANDLOTFILE_MAX_BYTES = 1 << 20
+"""A recipe is text a person wrote; a larger one is a mistake or an attack."""
 TEMPLATE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 FINISHED = ("ready", "failed")
 STEP_TEMPLATE_PREFIX = ".build-"
@@ -307,29 +314,31 @@ class TemplateBuilds:
         context_dir: Path,
         no_cache: bool,
     ) -> None:
-        with self._log_path(build_id).open("a", buffering=1) as out:
+        with CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES) as out:
             try:
                 base = self.service.visible_template(org_id, instructions[0].text.strip())
                 state = BuildState(
                     build_id=build_id,
                     template=replace(base, name=name, source="build", owner=org_id),
-                    key=base.digest,
+                    # An organisation's cache is its own: what one org's RUN step left
+                    # in its layer can never be handed to another org's identical step.
+                    key=cache_key(base.digest, "org", org_id),
                     entrypoint=[],
                     cmd=list(base.start_command),
                     no_cache=no_cache,
                 )
-                context = BuildContext(context_dir)
                 total = len(instructions)
                 out.write(f"Step 1/{total}: FROM {base.name} ({base.digest})\n")
-                for number, instruction in enumerate(instructions[1:], start=2):
-                    out.write(f"Step {number}/{total}: {instruction.source}\n")
-                    await self._step(build_id, org_id, state, instruction, context, out)
-                    self._update(build_id, steps=state.steps, cached_steps=state.cached)
+                with contextlib.closing(BuildContext(context_dir)) as context:
+                    for number, instruction in enumerate(instructions[1:], start=2):
+                        out.write(f"Step {number}/{total}: {instruction.source}\n")
+                        await self._step(build_id, org_id, state, instruction, context, out)
+                        self._update(build_id, steps=state.steps, cached_steps=state.cached)
                 template = self._finished(
                     replace(state.template, start_command=(*state.entrypoint, *state.cmd))
                 )
                 self.templates.install(self.templates.staging_dir(name, template.digest), template)
-                out.write(
+                out.close_with(
                     f"Template {name} ready: digest {template.digest}, "
                     f"{len(template.layers)} layers, {state.cached}/{state.steps} steps cached\n"
                 )
@@ -347,14 +356,14 @@ class TemplateBuilds:
                     if isinstance(exc, (BuildFailed, sf.SandlotfileError, ContextError))
                     else public_reason(exc, f"build {build_id} of {name}")
                 )
-                out.write(f"Build failed: {message}\n")
+                out.close_with(f"Build failed: {message}\n")
                 self._finish(build_id, status="failed", error=message)
             except asyncio.CancelledError:
                 self._finish(build_id, status="failed", error="cancelled: the server stopped")
                 raise
             except Exception as exc:  # a defect: recorded, never a build stuck running
                 message = internal_error(exc, f"build {build_id} of {name}").message
-                out.write(f"Build failed: {message}\n")
+                out.close_with(f"Build failed: {message}\n")
                 self._finish(build_id, status="failed", error=message)
             finally:
                 self._held.pop(build_id, None)
@@ -366,7 +375,7 @@ class TemplateBuilds:
         state: BuildState,
         instruction: sf.Instruction,
         context: BuildContext,
-        out: TextIO,
+        out: CappedLog,
     ) -> None:
         t = state.template
         keyword = instruction.keyword
@@ -402,7 +411,7 @@ class TemplateBuilds:
         layers = state.template.layers
 
         def fill(root: Path) -> None:
-            make_parents(root, layers, path, offset)
+            os.close(make_parents(root, layers, path, offset))
 
         return fill
 
@@ -416,7 +425,7 @@ class TemplateBuilds:
         return uid, gid
 
     async def _copy(
-        self, state: BuildState, instruction: sf.Instruction, context: BuildContext, out: TextIO
+        self, state: BuildState, instruction: sf.Instruction, context: BuildContext, out: CappedLog
     ) -> None:
         t = state.template
         args = sf.copy_args(instruction, t.env)
@@ -428,26 +437,30 @@ class TemplateBuilds:
         except ContextError as exc:
             raise BuildFailed(f"line {instruction.line}: {exc}") from None
         uid, gid = self._owner(state, args.chown, instruction) if args.chown else (0, 0)
-        inputs = await asyncio.to_thread(digest, sources)
+        inputs = await asyncio.to_thread(digest, context, sources)
         key = cache_key(state.key, instruction.keyword, args, destination, inputs)
         offset = self.service.runtime.uid_offset
         layers = t.layers
         into_dir = destination.endswith("/") or any(str(s.target) != "." for s in sources)
+        owner = Owner(uid + offset, gid + offset, args.chmod)
 
         def fill(root: Path) -> None:
             directory = destination if into_dir else str(PurePosixPath(destination).parent)
             host_dir = make_parents(root, layers, directory, offset)
-            if not into_dir:  # one file copied to a file name
-                host_dir = host_dir / PurePosixPath(destination).name
-            place(
-                sources,
-                host_dir,
-                uid=uid + offset,
-                gid=gid + offset,
-                chmod=args.chmod,
-                extract=args.extract,
-                uid_offset=offset,
-            )
+            try:
+                place(
+                    context,
+                    sources,
+                    host_dir,
+                    at=PurePosixPath(directory),
+                    name=None if into_dir else PurePosixPath(destination).name,
+                    owner=owner,
+                    extract=args.extract,
+                    uid_offset=offset,
+                    scratch=root.parent,
+                )
+            finally:
+                os.close(host_dir)
 
         await self._host_layer(state, key, instruction, out, fill)
 
@@ -456,7 +469,7 @@ class TemplateBuilds:
         state: BuildState,
         key: str,
         instruction: sf.Instruction,
-        out: TextIO,
+        out: CappedLog,
         fill: Callable[[Path], None],
     ) -> None:
         if self._from_cache(state, key, out):
@@ -479,7 +492,7 @@ class TemplateBuilds:
         org_id: str,
         state: BuildState,
         instruction: sf.Instruction,
-        out: TextIO,
+        out: CappedLog,
     ) -> None:
         t = state.template
         argv = sf.command(instruction)
@@ -505,6 +518,8 @@ class TemplateBuilds:
                 )
             # What a step wrote may still be in a user-space kernel's cache (gVisor).
             await self.service.run_command(org_id, view.id, ["sync"], user="0")
+            # export_changes kills everything in the step's sandbox before it reads the
+            # changes: nothing left running (or exec'd into it) can alter the capture.
             with self.layers.staging(self._layer_id(state, key)) as staged:
                 await self.service.runtime.export_changes(view.id, staged)
                 found = self._commit(state, staged, key, instruction)
@@ -514,7 +529,7 @@ class TemplateBuilds:
         self._push(state, key, found)
 
     async def _stream(
-        self, org_id: str, sandbox_id: str, argv: list[str], t: Template, out: TextIO
+        self, org_id: str, sandbox_id: str, argv: list[str], t: Template, out: CappedLog
     ) -> int | str:
         info = await self.service.start_process(
             org_id,
@@ -531,7 +546,7 @@ class TemplateBuilds:
             return f"a timeout after {STEP_TIMEOUT:.0f} s"
         return result.exit_code if result.exit_code is not None else f"signal {result.signal}"
 
-    def _from_cache(self, state: BuildState, key: str, out: TextIO) -> bool:
+    def _from_cache(self, state: BuildState, key: str, out: CappedLog) -> bool:
         """Count a layer-making step, and stack the layer the cache holds for it if
         there is one (and the build may use it)."""
         state.steps += 1
@@ -573,7 +588,7 @@ class TemplateBuilds:
         )
 
     async def _import(self, build_id: str, org_id: str, name: str, archive: Path) -> None:
-        with self._log_path(build_id).open("a", buffering=1) as out:
+        with CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES) as out:
             try:
                 out.write(f"Importing {archive.name}\n")
                 config, layers = await asyncio.to_thread(
@@ -598,13 +613,13 @@ class TemplateBuilds:
                     )
                 )
                 self.templates.install(self.templates.staging_dir(name, template.digest), template)
-                out.write(
+                out.close_with(
                     f"Template {name} ready: digest {template.digest}, {len(layers)} layers\n"
                 )
                 self._finish(build_id, status="ready", digest=template.digest, steps=len(layers))
             except (ImportRejected, OSError) as exc:
                 why = str(exc) if isinstance(exc, ImportRejected) else public_reason(exc, name)
-                out.write(f"Import failed: {why}\n")
+                out.close_with(f"Import failed: {why}\n")
                 self._finish(build_id, status="failed", error=why)
             except asyncio.CancelledError:
                 self._finish(build_id, status="failed", error="cancelled: the server stopped")
@@ -612,23 +627,34 @@ class TemplateBuilds:
 
 
 def _sandlotfile(context: Path, file: str) -> str:
+    """The recipe named by `file`, read beneath the context by the kernel (a symlinked
+    directory on the way resolves inside the context, never on the host) and bounded."""
     relative = PurePosixPath(file)
     if relative.is_absolute() or ".." in relative.parts:
         raise InvalidConfigError(f"the Sandlotfile path {file!r} must be inside the context")
-    path = context / relative
-    if path.is_symlink() or not path.is_file():
+    try:
+        with Beneath(context) as tree:
+            data = tree.read_bytes(file, SANDLOTFILE_MAX_BYTES)
+    except FileTooLarge:
+        raise InvalidConfigError(
+            f"the Sandlotfile {file!r} is larger than {SANDLOTFILE_MAX_BYTES} bytes",
+            details={"file": file, "limit": SANDLOTFILE_MAX_BYTES},
+        ) from None
+    except (OSError, ValueError):
         raise InvalidConfigError(
             f"the build context has no Sandlotfile at {file!r}; put one there or name "
             "another with `file`",
             details={"file": file},
-        )
-    return path.read_text(errors="replace")
+        ) from None
+    return data.decode(errors="replace")
 
 
 def _absolute(workdir: str, path: str) -> str:
-    joined = PurePosixPath(workdir or "/", path)
-    trailing = "/" if path.endswith("/") and str(joined) != "/" else ""
-    return str(joined) + trailing
+    """`path` as the sandbox resolves it from `workdir`: `..` stops at `/`."""
+    joined = "/" + inside(posixpath.join(workdir or "/", path))
+    clean = "/" if joined == "/." else joined
+    trailing = "/" if path.endswith("/") and clean != "/" else ""
+    return clean + trailing
 
 
 def _read_from(path: Path, offset: int) -> bytes:

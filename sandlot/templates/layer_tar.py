@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from sandlot.beneath import DIR_FLAGS
 from sandlot.templates.blob_stream import Readable
 from sandlot.templates.import_limits import ImportBudget, ImportRejected
 from sandlot.templates.stack import OPAQUE_XATTR, is_whiteout
@@ -41,7 +42,7 @@ MAX_HEADER_BYTES = 1 << 20
 """Largest pax or GNU long-name header read: tarfile reads one into memory whole."""
 COPY_CHUNK = 1 << 20
 _ZEROS = bytes(COPY_CHUNK)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
 _HEADER_TYPES = (
     tarfile.XHDTYPE,
     tarfile.XGLTYPE,
@@ -133,7 +134,7 @@ def apply_layer(
 
 class _LayerWriter:
     def __init__(self, root: Path, *, uid_offset: int, layer: str) -> None:
-        self.root_fd = os.open(root, _DIR_FLAGS)
+        self.root_fd = os.open(root, DIR_FLAGS)
         self.offset = uid_offset
         self.layer = layer
         self.stats = LayerStats()
@@ -216,13 +217,13 @@ class _LayerWriter:
         try:
             for i, part in enumerate(parts):
                 try:
-                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
                 except FileNotFoundError:
                     if not create:
                         raise
                     os.mkdir(part, 0o755, dir_fd=fd)
                     os.chown(part, self.offset, self.offset, dir_fd=fd, follow_symlinks=False)
-                    child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    child = os.open(part, DIR_FLAGS, dir_fd=fd)
                 except OSError as e:
                     if e.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise

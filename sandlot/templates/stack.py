@@ -3,15 +3,20 @@
 Steps that run on the host (COPY, ADD, WORKDIR) write a new layer whose parent
 directories must look like the ones below (an upper directory's owner and mode win
 in the merged view), and need to know which user a name means in the stack's
-/etc/passwd. Paths are never followed through symlinks: every lookup is by lstat, one
-component at a time, so a layer cannot point a host-side step outside the template.
+/etc/passwd. Paths are never followed through symlinks and `..` never climbs above the root: reads
+of lower layers go by lstat, one component at a time, and writes into the new layer go
+through the kernel's beneath-the-root lookups (`sandlot.beneath`), so a layer cannot
+point a host-side step outside the template.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path, PurePosixPath
+
+from sandlot.beneath import DIR_FLAGS, STRICT, inside, openat2
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
 """Set to `y` on a directory that hides what lower layers hold under the same path."""
@@ -32,7 +37,7 @@ def _is_opaque(path: Path) -> bool:
 def lookup(layers: tuple[Path, ...], path: str) -> Path | None:
     """The file that `path` (absolute, inside the sandbox) names in the merged view of
     `layers` (top first), or None. Symlinks among its parents make it None too."""
-    parts = PurePosixPath("/", path).parts[1:]
+    parts = _parts(path)
     if not parts:
         return layers[0] if layers else None
     for layer in layers:
@@ -74,31 +79,67 @@ def _within(directory: Path, rest: tuple[str, ...]) -> Path | None:
     return node
 
 
-def make_parents(new_root: Path, layers: tuple[Path, ...], path: str, owner: int) -> Path:
+def make_parents(new_root: Path, layers: tuple[Path, ...], path: str, owner: int) -> int:
     """Create `path`'s directories inside the new layer `new_root`, each with the owner and
-    mode it has below (new ones: 0755, `owner`); returns the directory on the host.
-    A non-directory below in the way is an error, as it would be in a shell."""
-    target = new_root
-    inside = PurePosixPath("/")
-    for part in PurePosixPath("/", path).parts[1:]:
-        target = target / part
-        inside = inside / part
-        below = lookup(layers, str(inside))
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
-            raise NotADirectoryError(f"{inside} is not a directory")
-        if target.is_dir():
-            continue
-        if below is not None:
-            st = os.lstat(below)
-            if not stat.S_ISDIR(st.st_mode):
-                raise NotADirectoryError(f"{inside} is not a directory in the template")
-            target.mkdir()
-            os.chown(target, st.st_uid, st.st_gid)
-            os.chmod(target, stat.S_IMODE(st.st_mode))
-        else:
-            target.mkdir(mode=0o755)
-            os.chown(target, owner, owner)
-    return target
+    mode it has below (new ones: 0755, `owner`); returns an open descriptor of the last
+    one (the caller closes it). Each step is a kernel lookup that refuses symlinks and
+    `..`, so nothing placed in the layer can send the walk elsewhere. A non-directory in
+    the way is an error, as it would be in a shell."""
+    fd = os.open(new_root, DIR_FLAGS)
+    here = PurePosixPath("/")
+    try:
+        for part in _parts(path):
+            here = here / part
+            try:
+                child = _open_dir(fd, part, here)
+            except FileNotFoundError:
+                child = _make_dir(fd, part, here, _like_below(layers, here, owner))
+            os.close(fd)
+            fd = child
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _like_below(layers: tuple[Path, ...], here: PurePosixPath, owner: int) -> tuple[int, int, int]:
+    """The uid, gid and mode a new directory takes: those of the one below, if any."""
+    below = lookup(layers, str(here))
+    if below is None:
+        return owner, owner, 0o755
+    st = os.lstat(below)
+    if not stat.S_ISDIR(st.st_mode):
+        raise NotADirectoryError(f"{here} is not a directory in the template")
+    return st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)
+
+
+def _make_dir(parent: int, part: str, here: PurePosixPath, like: tuple[int, int, int]) -> int:
+    uid, gid, mode = like
+    os.mkdir(part, mode=0o700, dir_fd=parent)
+    child = _open_dir(parent, part, here)
+    os.fchown(child, uid, gid)
+    os.fchmod(child, mode)
+    return child
+
+
+def open_dir(parent: int, path: str, shown: PurePosixPath) -> int:
+    """An existing directory beneath the descriptor `parent`, with no symlink on the way;
+    `shown` is what an error calls it (its path inside the sandbox)."""
+    return _open_dir(parent, inside(path), shown)
+
+
+def _open_dir(parent: int, relative: str, shown: PurePosixPath) -> int:
+    try:
+        return openat2(parent, relative, DIR_FLAGS, resolve=STRICT)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR, errno.EXDEV):
+            raise NotADirectoryError(f"{shown} is not a directory") from None
+        raise
+
+
+def _parts(path: str) -> tuple[str, ...]:
+    relative = inside(path)
+    return () if relative == "." else PurePosixPath(relative).parts
 
 
 def resolve_owner(layers: tuple[Path, ...], spec: str) -> tuple[int, int]:

@@ -119,8 +119,17 @@ def test_stack_lookup_follows_overlay_rules(tmp_path: Path) -> None:
     new.mkdir()
     os.chmod(bottom / "data", 0o700)
     host = make_parents(new, layers, "/etc/app/conf.d", owner=100000)
-    assert host == new / "etc" / "app" / "conf.d" and host.is_dir()
+    made = os.fstat(host)
+    os.close(host)
+    assert os.path.samestat(made, os.stat(new / "etc" / "app" / "conf.d"))
     assert os.stat(new / "etc").st_mode & 0o777 == os.stat(bottom / "etc").st_mode & 0o777
     assert os.stat(new / "etc" / "app").st_uid == 100000
     with pytest.raises(NotADirectoryError):
         make_parents(new, layers, "/etc/passwd/x", owner=0)
+    # `..` stops at the layer's root; a symlink in the new layer is never walked through.
+    os.close(make_parents(new, layers, "/../../../../made", owner=0))
+    assert (new / "made").is_dir() and not (tmp_path.parent / "made").exists()
+    (new / "hop").symlink_to(tmp_path)
+    with pytest.raises(NotADirectoryError, match="/hop is not a directory"):
+        make_parents(new, layers, "/hop/x", owner=0)
+    assert not (tmp_path / "x").exists()
