@@ -131,6 +131,10 @@ def remove(path: str, recursive: bool = False) -> None:
         raise errors.from_oserror(exc, path) from None
 
 
+REPLACE_MAX_BYTES = 64 * 1024 * 1024
+"""Largest file `replace` reads into the agent's memory."""
+
+
 def replace_text(path: str, old: str, new: str, count: int | None = None) -> int:
     """Replace `old` by `new` in a text file; returns how many occurrences were replaced.
 
@@ -142,9 +146,14 @@ def replace_text(path: str, old: str, new: str, count: int | None = None) -> int
         raise errors.invalid("old must be a non-empty string")
     if count is not None and count != -1 and count < 1:
         raise errors.invalid("count must be -1 (all), a positive number, or absent (exactly one)")
+    fd = open_for_read(path)  # a FIFO would block the agent for good
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8", "surrogateescape")
+        with os.fdopen(fd, "rb") as f:
+            if os.fstat(f.fileno()).st_size > REPLACE_MAX_BYTES:
+                raise errors.operation_failed(
+                    f"larger than {REPLACE_MAX_BYTES} bytes (edit it with a command)", path
+                )
+            text = f.read(REPLACE_MAX_BYTES + 1).decode("utf-8", "surrogateescape")
     except OSError as exc:
         raise errors.from_oserror(exc, path) from None
     found = text.count(old)

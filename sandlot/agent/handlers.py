@@ -338,7 +338,7 @@ async def replace(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[st
         raise errors.invalid("old and new must be strings")
     if count is not None and (not isinstance(count, int) or isinstance(count, bool)):
         raise errors.invalid("count must be an integer")
-    return {"replaced": files.replace_text(path, old, new, count)}
+    return {"replaced": await asyncio.to_thread(files.replace_text, path, old, new, count)}
 
 
 # -- argument checks ----------------------------------------------------------------

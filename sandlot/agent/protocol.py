@@ -165,6 +165,14 @@ class FrameDecoder:
 
 async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
     """The next frame, or None if the peer closed the connection between frames."""
+    sized = await read_sized_frame(reader)
+    return None if sized is None else sized[0]
+
+
+async def read_sized_frame(
+    reader: asyncio.StreamReader, max_header: int = MAX_HEADER_SIZE
+) -> tuple[Frame, int] | None:
+    """The next frame and its size on the wire, refusing headers over `max_header`."""
     try:
         prefix = await reader.readexactly(PREFIX.size)
     except asyncio.IncompleteReadError as exc:
@@ -173,12 +181,14 @@ async def read_frame(reader: asyncio.StreamReader) -> Frame | None:
         raise ProtocolError("connection closed inside a frame prefix") from None
     header_len, payload_len = PREFIX.unpack(prefix)
     _check_sizes(header_len, payload_len)
+    if header_len > max_header:
+        raise ProtocolError(f"frame header of {header_len} bytes exceeds {max_header}")
     try:
         header = decode_header(await reader.readexactly(header_len))
         payload = await reader.readexactly(payload_len) if payload_len else b""
     except asyncio.IncompleteReadError:
         raise ProtocolError("connection closed inside a frame") from None
-    return Frame(header, payload)
+    return Frame(header, payload), PREFIX.size + header_len + payload_len
 
 
 class FrameWriter:
@@ -290,15 +300,31 @@ class ReceiveWindow:
 
 
 class Inbox:
-    """The frames of one stream, waiting for the task that handles it."""
+    """The frames of one stream, waiting for the task that handles it.
 
-    def __init__(self) -> None:
-        self._frames: deque[Frame] = deque()
+    Bounded in bytes when given a `limit` (each frame counted at its size on the wire):
+    a peer that sends faster than this side consumes, on frames that credit does not
+    cover (events, answers to nothing), breaks the protocol instead of growing memory.
+    `shared`, if given, is a second bound all the streams of one connection draw on.
+    """
+
+    def __init__(self, limit: int | None = None, shared: QueueBudget | None = None) -> None:
+        self._frames: deque[tuple[Frame, int]] = deque()
         self._waiter: asyncio.Future[None] | None = None
         self._error: BaseException | None = None
+        self._limit = limit
+        self._shared = shared
+        self.queued = 0
 
-    def put(self, frame: Frame) -> None:
-        self._frames.append(frame)
+    def put(self, frame: Frame, size: int = 0) -> None:
+        if self._limit is not None and self.queued + size > self._limit:
+            raise ProtocolError(
+                f"stream {frame.sid}: more than {self._limit} bytes sent and not yet read"
+            )
+        if self._shared is not None:
+            self._shared.take(size)
+        self.queued += size
+        self._frames.append((frame, size))
         self._wake()
 
     def close(self, error: BaseException) -> None:
@@ -307,7 +333,8 @@ class Inbox:
         self._wake()
 
     def pop_all(self) -> list[Frame]:
-        frames = list(self._frames)
+        frames = [frame for frame, _ in self._frames]
+        self._release(sum(size for _, size in self._frames))
         self._frames.clear()
         return frames
 
@@ -320,8 +347,31 @@ class Inbox:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._frames.popleft()
+        frame, size = self._frames.popleft()
+        self._release(size)
+        return frame
+
+    def _release(self, size: int) -> None:
+        self.queued -= size
+        if self._shared is not None:
+            self._shared.give(size)
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+class QueueBudget:
+    """Bytes all the inboxes of one connection may hold together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, n: int) -> None:
+        if self.used + n > self.limit:
+            raise ProtocolError(f"more than {self.limit} bytes sent and not yet read")
+        self.used += n
+
+    def give(self, n: int) -> None:
+        self.used -= n

@@ -139,6 +139,23 @@ class NetworkIn(Model):
         return NetworkPolicy.parse(self.model_dump(by_alias=True, exclude_none=True))
 
 
+class EgressPatchIn(Model):
+    default: Literal["allow", "deny"] | None = None
+    allow: list[str] | None = Field(default=None, description="Replaces the allow list.")
+    deny: list[str] | None = Field(default=None, description="Replaces the deny list.")
+
+
+class NetworkPatchIn(Model):
+    """A change to a sandbox's network policy: every field left out keeps its current
+    value (sending only `ingress` leaves egress exactly as it was, and the reverse)."""
+
+    egress: EgressPatchIn | None = None
+    ingress: IngressIn | None = None
+
+    def changes(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_unset=True, exclude_none=True)
+
+
 class ExposeIn(Model):
     port: int = Field(ge=1, le=65535)
     auth: Literal["public", "token"] = Field(

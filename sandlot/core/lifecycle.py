@@ -14,7 +14,6 @@ restore cut short) into one whole state, old or new.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 import time
@@ -37,6 +36,7 @@ from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
     InvalidConfigError,
     InvalidStateError,
+    SandboxNotFoundError,
     SandboxUnavailableError,
     SandlotError,
     SnapshotNotFoundError,
@@ -56,6 +56,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint"
 FREEZE = "freeze"
 IDLE_CPU_PERCENT = 5.0
+IDLE_PAUSE_WAIT = 1.0
+"""Seconds a supervision pass waits for the idle pauses it started before moving on."""
 """A sandbox using more CPU than this is busy, even with nobody talking to it."""
 
 _NOT_PAUSED: dict[str, Any] = {"pause_mode": None, "paused_at": None}
@@ -112,6 +114,7 @@ class Lifecycle:
         self.pause_mode = pause_mode
         self.auto_resume = auto_resume
         self.patches = Patcher(self)
+        self._idle_pauses: dict[str, asyncio.Task[None]] = {}
         snapshots_root.mkdir(parents=True, exist_ok=True)
 
     def mode(self, sandbox_id: str) -> str:
@@ -243,9 +246,34 @@ class Lifecycle:
             if figures.get("cpuPercent", 0.0) > IDLE_CPU_PERCENT:
                 svc.touch(sandbox_id)
             last = svc.last_activity.setdefault(sandbox_id, now)
-            if now - last >= idle_timeout:
-                with contextlib.suppress(InvalidStateError):
-                    await self.pause(None, sandbox_id, reason="idle")
+            if now - last >= idle_timeout and sandbox_id not in self._idle_pauses:
+                self._start_idle_pause(sandbox_id)
+        # Each pause runs on its own: one sandbox slow to pause (an agent that stalls
+        # its quiesce, a long checkpoint) holds only itself, never the next pass.
+        pending = list(self._idle_pauses.values())
+        if pending:
+            await asyncio.wait(pending, timeout=IDLE_PAUSE_WAIT)
+
+    def _start_idle_pause(self, sandbox_id: str) -> None:
+        async def pause() -> None:
+            try:
+                await self.pause(None, sandbox_id, reason="idle")
+            except (InvalidStateError, SandboxNotFoundError):
+                pass  # destroyed or changed meanwhile
+            except SandlotError as exc:
+                log.warning("idle pause of %s failed: %s", sandbox_id, exc.message)
+
+        task = asyncio.get_running_loop().create_task(pause(), name=f"idle pause {sandbox_id}")
+        self._idle_pauses[sandbox_id] = task
+        task.add_done_callback(lambda _: self._idle_pauses.pop(sandbox_id, None))
+
+    async def close(self) -> None:
+        """Let idle pauses under way finish, briefly, then cancel what is left."""
+        pending = list(self._idle_pauses.values())
+        if pending:
+            await asyncio.wait(pending, timeout=IDLE_PAUSE_WAIT)
+        for task in pending:
+            task.cancel()
 
     async def set_timeout(self, org_id: str, sandbox_id: str, seconds: int) -> SandboxView:
         """The sandbox's lifetime, counted from now; 0 removes the limit."""

@@ -725,6 +725,7 @@ class SandboxService:
 
     async def close(self) -> None:
         """Drop agent connections; sandboxes keep running and are adopted on next start."""
+        await self.lifecycle.close()
         await self.builds.close()
         if self.pool is not None:
             await self.pool.close()
@@ -739,15 +740,18 @@ class SandboxService:
     # ---- network and preview ports -----------------------------------------------------
 
     async def update_network(
-        self, org_id: str, sandbox_id: str, policy: NetworkPolicy
+        self, org_id: str, sandbox_id: str, changes: dict[str, Any]
     ) -> SandboxView:
-        """Apply a new policy to a running sandbox at once, without a restart."""
+        """Merge `changes` (the API's camelCase form) into the sandbox's policy and apply
+        it at once, without a restart. Under the sandbox's lock, so two concurrent
+        changes both count."""
         network = self._network()
         async with self.lock(sandbox_id):
             require_running(sandbox_id, self.get(org_id, sandbox_id).status)
             with self.db.session() as s:
                 row = sandbox_rows.get(s, sandbox_id)
                 assert row is not None
+                policy = NetworkPolicy.parse(row.network).merged(changes)
                 row.network = policy.to_dict()
                 view = SandboxView.of(row)
             await network.apply(sandbox_id, policy)

@@ -101,6 +101,19 @@ class NetworkPolicy:
             raise InvalidConfigError("network.ingress.allowPorts must be a list of ports 1-65535")
         return cls(egress, tuple(sorted(set(ports))))
 
+    def merged(self, changes: dict[str, Any]) -> NetworkPolicy:
+        """This policy with `changes` (camelCase, like `parse` takes) laid over it: a
+        section or field the changes leave out keeps its value here."""
+        raw = self.to_dict()
+        _only(changes, {"egress", "ingress"}, "network")
+        for section in ("egress", "ingress"):
+            given = changes.get(section)
+            if given is not None:
+                if not isinstance(given, dict):
+                    raise InvalidConfigError(f"network.{section} must be an object")
+                raw[section] = {**raw[section], **given}
+        return NetworkPolicy.parse(raw)
+
     def to_dict(self) -> dict[str, Any]:
         """The canonical form stored with the sandbox and returned by the API."""
         e = self.egress

@@ -40,20 +40,24 @@ from sandlot.agent.protocol import (
     END,
     ERROR,
     EVENT,
+    MAX_PAYLOAD_SIZE,
     READ_BUFFER_LIMIT,
     REQUEST,
     RESPONSE,
     SIGNAL,
+    STREAM_WINDOW,
     Frame,
     FrameWriter,
     Inbox,
     ProtocolError,
+    QueueBudget,
     ReceiveWindow,
     SendWindow,
     credit_of,
-    read_frame,
+    read_sized_frame,
 )
 from sandlot.errors import (
+    CommandTimeoutError,
     InternalError,
     InvalidConfigError,
     InvalidStateError,
@@ -83,6 +87,20 @@ PROCESS_INFO_KEYS = (
 """The keys of a ProcessInfo dict; the exit fields (the last four) are None while it runs."""
 
 QUIESCE_TIMEOUT = 2.0
+CALL_TIMEOUT = 30.0
+"""Seconds the agent has to answer a request (a file operation, a process list, a
+start): the agent is the tenant's to replace, and a call it never answers must not
+hold whoever made it (a request handler, the supervisor, a destroy) for ever."""
+EXEC_GRACE = 5.0
+"""Seconds past a command's own timeout before the host stops waiting for its end:
+the agent enforces the timeout, the host makes sure of it."""
+STREAM_QUEUE_LIMIT = STREAM_WINDOW + 4 * MAX_PAYLOAD_SIZE
+"""Bytes of frames one stream may hold unread: its data window and a few answers."""
+CONNECTION_QUEUE_LIMIT = 64 * 1024 * 1024
+"""Bytes of frames all the streams of one agent connection may hold unread."""
+AGENT_HEADER_LIMIT = 4 * 1024 * 1024
+"""Largest frame header accepted from an agent (a directory listing is the largest
+honest one)."""
 _RETRY_DELAY = 0.002
 _PATIENT_AFTER = 0.5
 """Poll every _RETRY_DELAY while an agent may still be starting, then back off."""
@@ -142,9 +160,10 @@ class LogBatch:
 
 
 class _Stream:
-    def __init__(self, sid: int) -> None:
+    def __init__(self, sid: int, op: str, budget: QueueBudget) -> None:
         self.sid = sid
-        self.inbox = Inbox()
+        self.op = op
+        self.inbox = Inbox(STREAM_QUEUE_LIMIT, budget)
         self.send_window = SendWindow()
         self.receive_window = ReceiveWindow()
         self.done = False
@@ -167,9 +186,13 @@ class AgentProcess:
         pid: int,
         on_output: OutputCallback | None,
         max_output: int | None = None,
+        timeout: float | None = None,
     ) -> None:
         self._client = client
         self._stream = stream
+        loop = asyncio.get_running_loop()
+        self._started = loop.time()
+        self._deadline = None if timeout is None else self._started + timeout + EXEC_GRACE
         self._on_output = on_output
         self._max_output = max_output
         self.process_id = process_id
@@ -187,24 +210,45 @@ class AgentProcess:
         self._client._send({"sid": self._stream.sid, "type": SIGNAL, "signal": sig})
 
     async def wait(self) -> ExecResult:
-        """Collect output until the process exits. Cancelling this kills the process."""
+        """Collect output until the process exits. Cancelling this kills the process.
+
+        With a timeout, the host stops waiting `EXEC_GRACE` seconds after it whatever the
+        agent does (an agent root replaced may never answer), asks for the process to be
+        killed and reports it timed out."""
         client, stream = self._client, self._stream
         stdout, stderr = OutputTail(self._max_output), OutputTail(self._max_output)
         try:
-            while True:
-                frame = await client._next(stream)
-                if frame.type == DATA:
-                    fd = str(frame.header.get("fd", "stdout"))
-                    (stderr if fd == "stderr" else stdout).append(frame.payload)
-                    if self._on_output is not None:
-                        pending = self._on_output(fd, frame.payload)
-                        if inspect.isawaitable(pending):
-                            await pending
-                    client._consumed(stream, len(frame.payload))
-                elif frame.type == RESPONSE:
-                    return _exec_result(frame.header.get("result"), stdout, stderr)
+            if self._deadline is None:
+                return await self._collect(stdout, stderr)
+            try:
+                async with asyncio.timeout_at(self._deadline):
+                    return await self._collect(stdout, stderr)
+            except TimeoutError:
+                with contextlib.suppress(SandlotError):
+                    await self.signal("SIGKILL")
+                return ExecResult(
+                    stdout.value(), stderr.value(), None, "SIGKILL", self._elapsed_ms(), True
+                )
         finally:
             client._abandon(stream)
+
+    def _elapsed_ms(self) -> float:
+        return (asyncio.get_running_loop().time() - self._started) * 1000
+
+    async def _collect(self, stdout: OutputTail, stderr: OutputTail) -> ExecResult:
+        client, stream = self._client, self._stream
+        while True:
+            frame = await client._next(stream)
+            if frame.type == DATA:
+                fd = str(frame.header.get("fd", "stdout"))
+                (stderr if fd == "stderr" else stdout).append(frame.payload)
+                if self._on_output is not None:
+                    pending = self._on_output(fd, frame.payload)
+                    if inspect.isawaitable(pending):
+                        await pending
+                client._consumed(stream, len(frame.payload))
+            elif frame.type == RESPONSE:
+                return _exec_result(frame.header.get("result"), stdout, stderr)
 
 
 class _Detached(Exception):
@@ -338,6 +382,7 @@ class AgentClient:
         self._writer = writer
         self._out = FrameWriter(writer)
         self._streams: dict[int, _Stream] = {}
+        self._budget = QueueBudget(CONNECTION_QUEUE_LIMIT)
         self._sids = itertools.count(1)
         self._closed_reason: str | None = None
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
@@ -438,7 +483,7 @@ class AgentClient:
             args["argv"] = list(command)
         stream = self._open("exec", args)
         try:
-            frame = await self._next(stream)
+            frame = await self._next(stream, CALL_TIMEOUT)
         except BaseException:
             self._abandon(stream)
             raise
@@ -450,7 +495,13 @@ class AgentClient:
             self._abandon(stream)
             raise InternalError("the agent reported a started process without its ids")
         return AgentProcess(
-            self, stream, process_id=process_id, pid=pid, on_output=on_output, max_output=max_output
+            self,
+            stream,
+            process_id=process_id,
+            pid=pid,
+            on_output=on_output,
+            max_output=max_output,
+            timeout=timeout,
         )
 
     async def exec(
@@ -555,7 +606,7 @@ class AgentClient:
         """
         stream = self._open("attach", {"process_id": process_id})
         try:
-            frame = await self._next(stream)
+            frame = await self._next(stream, CALL_TIMEOUT)
             if frame.type != EVENT or frame.header.get("event") != "attached":
                 raise InternalError(f"agent answered attach with an unexpected {frame.type} frame")
             info = _process_info(frame.header.get("info"), "attach")
@@ -572,7 +623,7 @@ class AgentClient:
         addresses only); raises ConnectFailedError if nothing accepts there."""
         stream = self._open("connect", {"host": host, "port": port})
         try:
-            frame = await self._next(stream)
+            frame = await self._next(stream, CALL_TIMEOUT)
             address = frame.header.get("address")
             if frame.type != EVENT or frame.header.get("event") != "connected":
                 raise InternalError(f"agent answered connect with an unexpected {frame.type} frame")
@@ -694,12 +745,12 @@ class AgentClient:
 
     async def _result(self, stream: _Stream) -> Any:
         while True:
-            frame = await self._next(stream)
+            frame = await self._next(stream, CALL_TIMEOUT)
             if frame.type == RESPONSE:
                 return frame.header.get("result")
 
     def _open(self, op: str, args: dict[str, Any]) -> _Stream:
-        stream = _Stream(next(self._sids))
+        stream = _Stream(next(self._sids), op, self._budget)
         try:
             self._send({"sid": stream.sid, "type": REQUEST, "op": op, "args": args})
         except ProtocolError as exc:
@@ -707,9 +758,20 @@ class AgentClient:
         self._streams[stream.sid] = stream
         return stream
 
-    async def _next(self, stream: _Stream) -> Frame:
-        """The stream's next frame; error frames are raised as their exception."""
-        frame = await stream.inbox.get()
+    async def _next(self, stream: _Stream, timeout: float | None = None) -> Frame:
+        """The stream's next frame; error frames are raised as their exception. With
+        `timeout`, an agent that sends nothing for that long is a SandboxTimeoutError."""
+        if timeout is None:
+            frame = await stream.inbox.get()
+        else:
+            try:
+                async with asyncio.timeout(timeout):
+                    frame = await stream.inbox.get()
+            except TimeoutError:
+                raise CommandTimeoutError(
+                    f"the sandbox's agent did not answer {stream.op} within {timeout:g} s",
+                    details={"operation": stream.op, "timeout_s": timeout},
+                ) from None
         if frame.type == ERROR:
             raise _error_of(frame)
         return frame
@@ -766,10 +828,10 @@ class AgentClient:
         reason = "the agent closed the connection"
         try:
             while True:
-                frame = await read_frame(self._reader)
-                if frame is None:
+                sized = await read_sized_frame(self._reader, AGENT_HEADER_LIMIT)
+                if sized is None:
                     break
-                self._route(frame)
+                self._route(*sized)
         except ProtocolError as exc:
             reason = f"the agent broke the protocol: {exc}"
         except OSError as exc:
@@ -779,7 +841,7 @@ class AgentClient:
         finally:
             self._shutdown(reason)
 
-    def _route(self, frame: Frame) -> None:
+    def _route(self, frame: Frame, size: int) -> None:
         stream = self._streams.get(frame.sid)
         if stream is None:
             return  # a stream this side already abandoned
@@ -797,7 +859,7 @@ class AgentClient:
                 stream.send_window.abort(_error_of(frame))
             else:
                 stream.send_window.abort(InvalidStateError("the agent already ended this stream"))
-        stream.inbox.put(frame)
+        stream.inbox.put(frame, size)
 
     def _shutdown(self, reason: str) -> None:
         if self._closed_reason is not None:

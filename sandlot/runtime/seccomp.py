@@ -3,8 +3,14 @@
 A deny list rather than Docker's allow list: the user namespace already strips host
 privilege, so the filter's job is to shrink the kernel attack surface a root-in-userns
 process can reach (new namespaces, kernel keyrings, BPF, module loading, clock and
-swap control, perf, userfaultfd). Denied calls fail with EPERM so programs that probe
-for them (e.g. glibc trying clone3) degrade instead of crashing.
+swap control, perf, userfaultfd, io_uring, vsock sockets). Denied calls fail with EPERM
+(or ENOSYS, EAFNOSUPPORT: "not there") so programs that probe for them (glibc trying
+clone3, libuv trying io_uring) degrade instead of crashing.
+
+io_uring is denied as Docker's default profile does since 25.0: its submission path
+has been the largest source of kernel privilege escalations of recent years, and
+nothing a sandbox runs needs it. AF_VSOCK would let a sandbox talk to the hypervisor's
+or host's vsock services, which exist for the host alone.
 """
 
 from __future__ import annotations
@@ -77,8 +83,12 @@ CLONE_NAMESPACE_FLAGS = {
     "CLONE_NEWNET": 0x40000000,
 }
 
+IO_URING_SYSCALLS = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
+AF_VSOCK = 40
+
 EPERM = 1
 ENOSYS = 38
+EAFNOSUPPORT = 97
 
 
 def seccomp_profile() -> dict[str, Any]:
@@ -91,6 +101,13 @@ def seccomp_profile() -> dict[str, Any]:
             # clone3 passes flags in a struct seccomp cannot inspect: answer ENOSYS so
             # libc falls back to clone(2), whose flags are checked below.
             {"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
+            {"names": IO_URING_SYSCALLS, "action": "SCMP_ACT_ERRNO", "errnoRet": ENOSYS},
+            {
+                "names": ["socket", "socketpair"],
+                "action": "SCMP_ACT_ERRNO",
+                "errnoRet": EAFNOSUPPORT,
+                "args": [{"index": 0, "value": AF_VSOCK, "op": "SCMP_CMP_EQ"}],
+            },
             # One rule per flag: rules for a syscall are OR-ed, and seccomp has no
             # "masked not-equal", so "any namespace flag set" is spelled out flag by flag.
             *(

@@ -310,7 +310,8 @@ class Sandbox(_SandboxBase[SyncTransport]):
         egress: Mapping[str, object] | None = None,
         ingress: Mapping[str, object] | None = None,
     ) -> SandboxInfo:
-        """Replace the running sandbox's policy at once, e.g. `egress={"default": "deny",
+        """Change the running sandbox's policy at once (what is left out stays as it is),
+        e.g. `egress={"default": "deny",
         "allow": ["pypi.org", "*.github.com", "10.20.0.0/16"]}`; no restart."""
         self._info = self._transport.send(update_network_call(self.id, egress, ingress))
         return self._info

@@ -28,6 +28,10 @@ libc.syscall.restype = ctypes.c_long
 SYS_INIT_MODULE = 175
 SYS_DELETE_MODULE = 176
 SYS_FINIT_MODULE = 313
+SYS_IO_URING_SETUP = 425  # the same number on every architecture
+SYS_IO_URING_ENTER = 426
+SYS_IO_URING_REGISTER = 427
+AF_VSOCK = 40
 CLOCK_REALTIME = 0
 PTRACE_ATTACH = 16
 PTRACE_SEIZE = 0x4206
@@ -95,6 +99,18 @@ def raw_sockets() -> dict[str, Result]:
     if found["new user namespace"] == "ok":
         found.update(each("nested: "))
     return found
+
+
+def host_only_channels() -> dict[str, Result]:
+    """io_uring (three calls; the first is enough to refuse) and vsock sockets."""
+    params = ctypes.create_string_buffer(120)  # struct io_uring_params
+    return {
+        "io_uring_setup": syscall(SYS_IO_URING_SETUP, 8, params),
+        "io_uring_enter": syscall(SYS_IO_URING_ENTER, 0, 0, 0, 0, None, 0),
+        "io_uring_register": syscall(SYS_IO_URING_REGISTER, 0, 0, None, 0),
+        "AF_VSOCK/SOCK_STREAM": attempt(functools.partial(_open_socket, AF_VSOCK, 1, 0)),
+        "AF_VSOCK/SOCK_DGRAM": attempt(functools.partial(_open_socket, AF_VSOCK, 2, 0)),
+    }
 
 
 def ptrace(pid_text: str) -> dict[str, Result]:
@@ -263,6 +279,7 @@ def _map_root(uid: int, gid: int) -> None:
 CHECKS: dict[str, Callable[..., dict[str, Result]]] = {
     "modules": modules,
     "raw_sockets": raw_sockets,
+    "host_only_channels": host_only_channels,
     "ptrace": ptrace,
     "mounts": mounts,
     "devices": devices,

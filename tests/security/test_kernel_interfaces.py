@@ -42,6 +42,17 @@ def test_raw_sockets_are_refused(sandbox: Sandbox, runtime: str) -> None:
         }
 
 
+def test_io_uring_and_vsock_are_not_there(sandbox: Sandbox) -> None:
+    """Denied by the seccomp filter under runc; gVisor's kernel offers neither."""
+    assert probe(sandbox, "host_only_channels") == {
+        "io_uring_setup": "ENOSYS",
+        "io_uring_enter": "ENOSYS",
+        "io_uring_register": "ENOSYS",
+        "AF_VSOCK/SOCK_STREAM": "EAFNOSUPPORT",
+        "AF_VSOCK/SOCK_DGRAM": "EAFNOSUPPORT",
+    }
+
+
 def test_host_processes_cannot_be_seen_signalled_or_traced(
     sandbox: Sandbox, server: ServerProcess
 ) -> None:

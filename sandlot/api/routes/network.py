@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 
 from sandlot.api.deps import Reader, Service, Writer
 from sandlot.api.routes.sandboxes import SandboxId
-from sandlot.api.schemas import Envelope, ExposeIn, NetworkIn, PortOut, SandboxOut
+from sandlot.api.schemas import Envelope, ExposeIn, NetworkPatchIn, PortOut, SandboxOut
 from sandlot.core.previews import Exposure
 
 router = APIRouter(prefix="/v1/sandboxes/{sandbox_id}", tags=["network"])
@@ -18,10 +18,11 @@ PortNumber = Annotated[int, Path(ge=1, le=65535)]
 
 @router.patch("/network")
 async def update_network(
-    sandbox_id: SandboxId, body: NetworkIn, who: Writer, svc: Service
+    sandbox_id: SandboxId, body: NetworkPatchIn, who: Writer, svc: Service
 ) -> Envelope[SandboxOut]:
-    """Replace the egress policy (and automatic ports) of a running sandbox at once."""
-    view = await svc.update_network(who.org_id, sandbox_id, body.to_policy())
+    """Change the egress policy (and automatic ports) of a running sandbox at once.
+    A merge: what the body leaves out stays as it is."""
+    view = await svc.update_network(who.org_id, sandbox_id, body.changes())
     return Envelope(data=SandboxOut.of(view))
 
 
