@@ -8,6 +8,7 @@ mean one thing on the wire and another in Python.
     ├── AuthenticationError           UNAUTHENTICATED      401
     ├── PermissionDeniedError         FORBIDDEN            403
     ├── InvalidConfigError            INVALID_CONFIG       400
+    ├── RequestTooLargeError          REQUEST_TOO_LARGE    413
     ├── NotFoundError
     │   ├── SandboxNotFoundError      SANDBOX_NOT_FOUND    404
     │   ├── TemplateNotFoundError     TEMPLATE_NOT_FOUND   404
@@ -80,6 +81,13 @@ class PermissionDeniedError(SandlotError):
 class InvalidConfigError(SandlotError):
     code = "INVALID_CONFIG"
     status = 400
+
+
+class RequestTooLargeError(SandlotError):
+    """A request body past what its route takes (uploads are streamed and exempt)."""
+
+    code = "REQUEST_TOO_LARGE"
+    status = 413
 
 
 class NotFoundError(SandlotError):

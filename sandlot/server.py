@@ -21,7 +21,7 @@ from sandlot.core.previews import PreviewConfig, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota
 from sandlot.core.service import SandboxService
 from sandlot.core.ssh_access import SshAccess
-from sandlot.edge.front import FrontProtocol
+from sandlot.edge.front import ClientConnections, FrontProtocol
 from sandlot.edge.proxy import PreviewRoutes
 from sandlot.edge.ssh import SshGateway
 from sandlot.errors import InvalidConfigError, TemplateNotFoundError
@@ -165,7 +165,7 @@ def build_server(settings: Settings) -> Server:
         criu=settings.criu_path,
     )
     routes = PreviewRoutes(service, settings.preview_domain)
-    return Server(settings, db, service, app, partial(FrontProtocol, routes))
+    return Server(settings, db, service, app, partial(FrontProtocol, routes, ClientConnections()))
 
 
 def network_manager(settings: Settings) -> NetworkManager | None:

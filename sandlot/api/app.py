@@ -11,6 +11,7 @@ from typing import Protocol
 from fastapi import FastAPI
 
 from sandlot import __version__
+from sandlot.api.body_limit import BodyLimit
 from sandlot.api.deps import Authenticator
 from sandlot.api.errors import ERROR_RESPONSES, install_error_handlers
 from sandlot.api.ratelimit import RateLimiter
@@ -90,6 +91,7 @@ def create_app(
     app.state.ssh_access = SshAccess(db)
     app.state.ssh = ssh_endpoint
     install_error_handlers(app)
+    app.add_middleware(BodyLimit)
     routers = (
         health,
         sandboxes,

@@ -244,7 +244,18 @@ class CreateSandboxIn(Model):
         )
 
 
+ENV_MAX_VARIABLES = 512
+ENV_MAX_BYTES = 256 * 1024
+"""An environment is stored with its sandbox and passed to every process: kept to what
+Linux itself takes comfortably (ARG_MAX is shared by argv and env)."""
+
+
 def check_env(env: dict[str, str]) -> dict[str, str]:
+    if len(env) > ENV_MAX_VARIABLES:
+        raise ValueError(f"at most {ENV_MAX_VARIABLES} environment variables")
+    size = sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
+    if size > ENV_MAX_BYTES:
+        raise ValueError(f"the environment is {size} bytes; at most {ENV_MAX_BYTES}")
     bad = [k for k in env if not re.match(ENV_NAME, k)]
     if bad:
         raise ValueError(f"invalid environment variable names: {', '.join(sorted(bad))}")

@@ -3,8 +3,12 @@
 `publish` only queues. A writer task stores queued events in batches (the store gives
 each its id, the cursor clients resume from with `since`) and then fans them out to
 subscribers. Metrics are too frequent to keep: they skip the store and carry no id.
-Each subscriber owns a bounded queue; one that falls behind loses its oldest events
-(and can resume from the last id it saw) rather than slowing anyone down.
+Each subscriber owns a small bounded queue of live events. A replay (`since`) is read
+from the store a page at a time as the subscriber consumes it, so what a stream holds in
+memory does not grow with the backlog it asked for, and a query never loads more than a
+page. A subscriber that falls behind the live events does not slow anyone down: its queue
+is dropped and it goes back to reading pages from the store after the last id it
+delivered, so it still misses no stored event (only transient metrics).
 """
 
 from __future__ import annotations
@@ -24,6 +28,10 @@ log = logging.getLogger(__name__)
 TRANSIENT_TYPES = frozenset({"metrics"})
 RETENTION = timedelta(days=7)
 MAX_PENDING = 100_000
+REPLAY_PAGE = 200
+"""Stored events read per query of a replay."""
+LIVE_QUEUE = 256
+"""Live events a subscriber may hold unread before it falls back to the store."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +59,12 @@ class EventFilter:
 
 
 class EventBus:
-    def __init__(self, db: Database | None = None, queue_size: int = 1000) -> None:
+    def __init__(self, db: Database | None = None, queue_size: int = LIVE_QUEUE) -> None:
         self.db = db
         self.queue_size = queue_size
         self._subscribers: dict[asyncio.Queue[Event], EventFilter] = {}
+        self._behind: set[asyncio.Queue[Event]] = set()
+        """Queues that overflowed: their subscriber reads from the store again."""
         self._pending: deque[Event] = deque()
         self._wakeup = asyncio.Event()
         self.published = 0
@@ -112,7 +122,11 @@ class EventBus:
             if not wanted.matches(event):
                 continue
             if queue.full():
-                queue.get_nowait()
+                # Emptied, not trimmed: the subscriber reads what it missed from the
+                # store, where every event it could miss already is.
+                while not queue.empty():
+                    queue.get_nowait()
+                self._behind.add(queue)
             queue.put_nowait(event)
 
     @property
@@ -132,13 +146,34 @@ class EventBus:
 
     def _remove(self, queue: asyncio.Queue[Event]) -> None:
         self._subscribers.pop(queue, None)
+        self._behind.discard(queue)
 
-    def _stored(self, wanted: EventFilter, since: int) -> list[Event]:
+    def _newest_id(self) -> int:
+        if self.db is None:
+            return 0
+        with self.db.session() as s:
+            return event_rows.last_id(s)
+
+    def _fell_behind(self, queue: asyncio.Queue[Event]) -> bool:
+        """Whether the queue overflowed since last asked (and forget that it did)."""
+        if queue in self._behind:
+            self._behind.discard(queue)
+            return True
+        return False
+
+    def _stored(self, wanted: EventFilter, since: int) -> list[Event] | None:
+        """The next page of stored events after `since`; None if nothing is stored for
+        this filter (no store, or no organisation to scope it)."""
         if self.db is None or wanted.org_id is None:
-            return []
+            return None
         with self.db.session() as s:
             rows = event_rows.after(
-                s, wanted.org_id, since, sandbox_id=wanted.sandbox_id, types=wanted.types
+                s,
+                wanted.org_id,
+                since,
+                sandbox_id=wanted.sandbox_id,
+                types=wanted.types,
+                limit=REPLAY_PAGE,
             )
             return [_event_of(row) for row in rows]
 
@@ -157,10 +192,10 @@ class Subscription:
     def __init__(self, bus: EventBus, wanted: EventFilter, since: int | None) -> None:
         self._bus = bus
         self._wanted = wanted
-        self._since = since
         self._queue: asyncio.Queue[Event] = asyncio.Queue(bus.queue_size)
-        self._backlog: deque[Event] = deque()
+        self._page: deque[Event] = deque()
         self._last = since or 0
+        self._replaying = since is not None
         self._opened = self._closed = False
 
     async def next(self, timeout: float | None = None) -> Event | None:
@@ -168,28 +203,40 @@ class Subscription:
         if self._closed:
             return None
         if not self._opened:
-            self._open()
-        if self._backlog:
-            return self._backlog.popleft()
+            self._opened = True
+            self._bus._add(self._queue, self._wanted)  # before the replay: nothing falls between
+            if not self._replaying:  # live only: should it fall behind, it resumes from here
+                self._last = self._bus._newest_id()
+        if self._bus._fell_behind(self._queue):
+            self._replaying = True
+        if not self._page and self._replaying:
+            self._read_page()
+        if self._page:
+            event = self._page.popleft()
+            self._last = event.id or self._last
+            return event
         try:
             async with asyncio.timeout(timeout):
                 while True:
                     event = await self._queue.get()
                     if event.id is None or event.id > self._last:
+                        self._last = event.id or self._last
                         return event
         except TimeoutError:
             return None
 
+    def _read_page(self) -> None:
+        page = self._bus._stored(self._wanted, self._last)
+        if page is None:
+            self._replaying = False
+            return
+        self._page.extend(page)
+        if len(page) < REPLAY_PAGE:
+            self._replaying = False  # caught up: the live queue holds what comes next
+
     def close(self) -> None:
         self._closed = True
         self._bus._remove(self._queue)
-
-    def _open(self) -> None:
-        self._opened = True
-        self._bus._add(self._queue, self._wanted)  # before the replay: nothing falls between
-        if self._since is not None:
-            self._backlog.extend(self._bus._stored(self._wanted, self._since))
-            self._last = max([self._last, *(e.id or 0 for e in self._backlog)])
 
     def __aiter__(self) -> Subscription:
         return self

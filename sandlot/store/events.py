@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.orm import Session
 
 from sandlot.store.tables import EventRow
 
-__all__ = ["EventRow", "after", "append", "prune"]
+__all__ = ["EventRow", "after", "append", "last_id", "prune"]
 
 
 def append(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
@@ -37,6 +37,11 @@ def after(
     if types:
         query = query.where(EventRow.type.in_(types))
     return session.scalars(query.order_by(EventRow.id).limit(limit)).all()
+
+
+def last_id(session: Session) -> int:
+    """The newest event's id (0 with none): where a stream that starts now begins."""
+    return int(session.scalar(select(func.max(EventRow.id))) or 0)
 
 
 def prune(session: Session, before: datetime) -> int:
