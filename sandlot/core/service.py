@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from sandlot.core import ids
 from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity, Placed
+from sandlot.core.denied_names import DeniedNames
 from sandlot.core.events import Event, EventBus
 from sandlot.core.incidents import public_reason
 from sandlot.core.keyed_locks import KeyedLocks
@@ -80,8 +81,6 @@ so the caller gets the error, not a hang-up)."""
 READY_INTERVAL = 0.2
 """Seconds a new process's output waits for its first attachment before it runs free
 into the scrollback ring: a client that starts and then attaches loses nothing."""
-DENIED_EVENT_SECONDS = 10.0
-"""A sandbox asking again and again for a denied name yields one event per this long."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +120,7 @@ class SandboxService:
         self.db = db
         self.network = network
         self.previews = previews
-        self._denied_until: dict[str, dict[str, float]] = {}
+        self._denied_until: dict[str, DeniedNames] = {}
         """Per sandbox, the names a `network.denied` event went out for, and until when."""
         if network is not None:
             network.on_denied = self._network_denied
@@ -802,13 +801,10 @@ class SandboxService:
         if live is None:
             return  # a warm sandbox nobody owns yet, or one on its way out
         now = time.monotonic()
-        denied = self._denied_until.setdefault(sandbox_id, {})
-        if denied.get(name, 0.0) > now:
-            return
-        if len(denied) > 1000:
-            denied = self._denied_until[sandbox_id] = {n: t for n, t in denied.items() if t > now}
-        denied[name] = now + DENIED_EVENT_SECONDS
-        self.events.publish(Event("network.denied", sandbox_id, live.org_id, {"name": name}))
+        denied = self._denied_until.setdefault(sandbox_id, DeniedNames())
+        data = denied.report(name, now)
+        if data is not None:
+            self.events.publish(Event("network.denied", sandbox_id, live.org_id, data))
 
     def _network(self) -> NetworkManager:
         if self.network is None:

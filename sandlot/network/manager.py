@@ -19,6 +19,7 @@ from pathlib import Path
 
 from sandlot.network import firewall, links, netns
 from sandlot.network.addresses import AddressPool
+from sandlot.network.admissions import AdmissionBatcher
 from sandlot.network.policy import NetworkPolicy
 from sandlot.network.resolver import Resolver, Verdict, host_upstreams
 
@@ -64,6 +65,7 @@ class NetworkManager:
         self.on_denied: Callable[[str, str], None] = lambda sandbox_id, name: None
         self._attached: dict[str, _Attached] = {}
         self._by_address: dict[str, str] = {}
+        self.admissions = AdmissionBatcher(firewall.apply)
         upstreams = config.upstreams if config.upstreams is not None else host_upstreams()
         self.resolver = Resolver(
             judge=self._judge,
@@ -93,6 +95,7 @@ class NetworkManager:
     async def close(self) -> None:
         """Stop answering; sandboxes keep their networks and are adopted on next start."""
         await self.resolver.close()
+        await self.admissions.close()
 
     # ---- per sandbox ---------------------------------------------------------------
 
@@ -229,7 +232,9 @@ class NetworkManager:
 
     async def _admit(self, sandbox_id: str, name: str, addresses: list[str], ttl: int) -> None:
         attached = self._attached.get(sandbox_id)
-        if attached is None:
+        if attached is None or attached.policy.egress.default == "allow":
+            # Under `allow` the answered-addresses set decides nothing (deny rules come
+            # first, everything else passes): no nftables work for the answer at all.
             return
         seconds = max(ttl, MIN_ALLOW_SECONDS)
         now = time.monotonic()
@@ -238,7 +243,7 @@ class NetworkManager:
             return  # open for a while yet: spare the answer an nft run (~20 ms)
         present = {a for a, t in left.items() if t > 1}
         commands = firewall.allow_resolved(self._table(sandbox_id), addresses, seconds, present)
-        await firewall.apply(commands)
+        await self.admissions.add(commands)
         for a in addresses:
             attached.resolved[a] = (name, now + seconds)
 

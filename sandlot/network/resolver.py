@@ -35,6 +35,14 @@ PORT_ATTEMPTS = 20
 """Free UDP ports tried before giving up on one whose TCP twin is free too."""
 MAX_PENDING = 1024
 """Queries being answered at once, across sandboxes, before new ones are dropped."""
+MAX_PENDING_PER_SOURCE = 64
+"""Queries being answered at once for one sandbox: a flood from one cannot use up the
+resolver for the others."""
+MAX_TCP_PER_SOURCE = 8
+"""Open DNS-over-TCP connections one sandbox may hold (thousands used up the server's
+descriptors)."""
+TCP_IDLE_TIMEOUT = 10.0
+"""Seconds a DNS-over-TCP connection may wait for its next query."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,8 @@ class Resolver:
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._pending: dict[str, int] = {}
+        self._tcp_open: dict[str, int] = {}
         self.port = 0
 
     async def start(self, host: str, port: int) -> None:
@@ -109,11 +119,21 @@ class Resolver:
             task.cancel()
 
     def _spawn(self, wire: bytes, source: str, reply: Callable[[bytes], None]) -> None:
-        if len(self._tasks) >= MAX_PENDING:
+        mine = self._pending.get(source, 0)
+        if len(self._tasks) >= MAX_PENDING or mine >= MAX_PENDING_PER_SOURCE:
             return  # a flood: drop the query as a loaded resolver would; clients retry
+        self._pending[source] = mine + 1
         task = asyncio.get_running_loop().create_task(self._reply(wire, source, reply))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._done(done, source))
+
+    def _done(self, task: asyncio.Task[None], source: str) -> None:
+        self._tasks.discard(task)
+        left = self._pending.get(source, 1) - 1
+        if left > 0:
+            self._pending[source] = left
+        else:
+            self._pending.pop(source, None)
 
     async def _reply(self, wire: bytes, source: str, reply: Callable[[bytes], None]) -> None:
         try:
@@ -173,18 +193,29 @@ class Resolver:
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         source = writer.get_extra_info("peername")[0]
+        if self._tcp_open.get(source, 0) >= MAX_TCP_PER_SOURCE:
+            writer.close()
+            return
+        self._tcp_open[source] = self._tcp_open.get(source, 0) + 1
         try:
             while True:
-                size = struct.unpack("!H", await reader.readexactly(2))[0]
-                wire = await reader.readexactly(size)
+                async with asyncio.timeout(TCP_IDLE_TIMEOUT):
+                    size = struct.unpack("!H", await reader.readexactly(2))[0]
+                    wire = await reader.readexactly(size)
                 answer = await self.answer(wire, source)
                 if answer is None:
                     break
                 writer.write(struct.pack("!H", len(answer)) + answer)
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+                async with asyncio.timeout(TCP_IDLE_TIMEOUT):
+                    await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
         finally:
+            left = self._tcp_open.get(source, 1) - 1
+            if left > 0:
+                self._tcp_open[source] = left
+            else:
+                self._tcp_open.pop(source, None)
             writer.close()
 
 
