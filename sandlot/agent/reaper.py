@@ -18,6 +18,7 @@ from collections.abc import Callable
 log = logging.getLogger(__name__)
 
 _PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_DUMPABLE = 4
 
 
 class Reaper:
@@ -27,6 +28,7 @@ class Reaper:
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         if os.getpid() != 1:
             become_subreaper()
+        become_undumpable()
         loop.add_signal_handler(signal.SIGCHLD, self.reap)
         self.reap()
 
@@ -67,3 +69,16 @@ def become_subreaper() -> None:
         libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     except (OSError, AttributeError):
         log.warning("could not become a child subreaper; orphans go to init")
+
+
+def become_undumpable() -> None:
+    """Another process of the sandbox, its root included (which lacks CAP_SYS_PTRACE),
+    can then neither ptrace the agent nor take its descriptors with pidfd_getfd, and so
+    cannot speak to the host on the agent's connection. Commands the agent starts exec
+    and are dumpable again."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0)
+    except (OSError, AttributeError):
+        log.warning("could not make the agent undumpable")

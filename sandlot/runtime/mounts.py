@@ -42,6 +42,19 @@ def mount_overlay(lower: tuple[Path, ...], upper: Path, work: Path, target: Path
         raise OSError(err, f"overlay mount on {target}: {os.strerror(err)}")
 
 
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+
+
+def mount_tmpfs(target: Path, size_kb: int, inodes: int, owner: int) -> None:
+    """A small tmpfs of its own at `target`, owned by host uid/gid `owner`: what a
+    sandbox may write through a bind mount lands there, bounded, never on host disk."""
+    options = f"size={size_kb}k,nr_inodes={inodes},mode=0755,uid={owner},gid={owner}".encode()
+    flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
+    if _libc.mount(b"tmpfs", str(target).encode(), b"tmpfs", flags, options) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"tmpfs mount on {target}: {os.strerror(err)}")
+
+
 def unmount(target: Path) -> None:
     """Lazily detach `target`; a path that is not mounted is not an error."""
     if _libc.umount2(str(target).encode(), MNT_DETACH) != 0:

@@ -9,11 +9,13 @@ Two places per sandbox. Its disk, `DATA_DIR/sandboxes/ID/{upper,work}` (the over
 writable layer), persists. Everything ephemeral lives under `/run/sandlot/KEY/` (KEY
 names the data directory, so several servers can share a host): the runc state, a copy
 of the agent with its bytecode, and per sandbox `ID/rootfs` (the overlay mount),
-`ID/run` (bind-mounted at /.sandlot/run, holds the agent socket), `ID/config.json` and
-`ID/runc.log`. The split is forced by the user namespace: runc resolves the rootfs and
-bind-mount sources as the sandbox's root, which may not traverse a private data
-directory (pytest's are mode 0700), while every directory up to /run/sandlot/KEY/ID is
-0711.
+`ID/host` (a 1 MiB tmpfs of the sandbox's own: `run/`, bind-mounted at /.sandlot/run,
+holds the agent socket, and `etc/` the hostname, hosts and resolv.conf bound over the
+template's; whatever root inside writes through those binds fills that tmpfs, never the
+host's disk or memory beyond it), `ID/config.json` and `ID/runc.log`. The split is
+forced by the user namespace: runc resolves the rootfs and bind-mount sources as the
+sandbox's root, which may not traverse a private data directory (pytest's are mode
+0700), while every directory up to /run/sandlot/KEY/ID is 0711.
 """
 
 from __future__ import annotations
@@ -48,12 +50,15 @@ from sandlot.runtime.cgroups import (
 )
 from sandlot.runtime.criu import CriuCheck, find_criu
 from sandlot.runtime.disks import bytes_used, copy_disk, create_disk, disk_usage, mount_disk
-from sandlot.runtime.mounts import mount_overlay, mounts_under, syncfs, unmount
+from sandlot.runtime.mounts import mount_overlay, mount_tmpfs, mounts_under, syncfs, unmount
 from sandlot.runtime.reaping import become_subreaper, is_zombie, reap
 from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage, host_cpus
 
 AGENT_DIR = Path(sandlot.agent.__file__).parent
 RUN_BASE = Path("/run/sandlot")
+HOST_SHARED_KB = 1024
+HOST_SHARED_INODES = 64
+"""The tmpfs behind a sandbox's bind mounts: its socket and three small /etc files."""
 
 
 def run_root_for(data_dir: Path) -> Path:
@@ -139,7 +144,7 @@ class OciRuntime:
         return self.bundle_dir(sandbox_id) / "disk"
 
     def agent_endpoint(self, sandbox_id: str) -> Path:
-        return self.bundle_dir(sandbox_id) / "run" / "agent.sock"
+        return self.bundle_dir(sandbox_id) / "host" / "run" / "agent.sock"
 
     def checkpoint_dir(self, sandbox_id: str) -> Path:
         """Where a paused sandbox's processes are dumped: on disk, so pausing frees memory
@@ -195,8 +200,10 @@ class OciRuntime:
         bundle = self.bundle_dir(spec.sandbox_id)
         bundle.mkdir(mode=0o711)
         self.disk_dir(spec.sandbox_id).mkdir(mode=0o700)
-        for path in (bundle / "disk", bundle / "rootfs", bundle / "run"):
+        for path in (bundle / "disk", bundle / "rootfs", bundle / "host"):
             path.mkdir()
+        shared = bundle / "host"
+        mount_tmpfs(shared, HOST_SHARED_KB, HOST_SHARED_INODES, self.uid_offset)
         image = self.disk_image(spec.sandbox_id)
         if snapshot is None:
             create_disk(image, spec.resources.disk_mb, self.uid_offset)
@@ -206,19 +213,20 @@ class OciRuntime:
         layer = self.layer_dir(spec.sandbox_id)
         for path in (layer / "upper", layer / "work"):
             path.mkdir(exist_ok=True)
-        (bundle / "etc").mkdir(mode=0o755)
+        (shared / "etc").mkdir(mode=0o755)
+        (shared / "run").mkdir()
         for name, text in identity_files(spec.sandbox_id, spec.nameserver).items():
-            (bundle / "etc" / name).write_text(text)
-            os.chown(bundle / "etc" / name, self.uid_offset, self.uid_offset)
+            (shared / "etc" / name).write_text(text)
+            os.chown(shared / "etc" / name, self.uid_offset, self.uid_offset)
         # Root inside owns its writable layer and the agent's socket directory.
-        for path in (layer / "upper", bundle / "run"):
+        for path in (layer / "upper", shared / "run"):
             os.chown(path, self.uid_offset, self.uid_offset)
         mount_overlay(spec.layers, layer / "upper", layer / "work", bundle / "rootfs")
         config = oci_config(
             spec,
             agent_dir=self.agent_dir,
-            run_dir=bundle / "run",
-            etc_dir=bundle / "etc",
+            run_dir=shared / "run",
+            etc_dir=shared / "etc",
             cgroup=self.cgroup_path(spec.sandbox_id),
         )
         if process_args is not None:

@@ -32,6 +32,8 @@ SYS_IO_URING_SETUP = 425  # the same number on every architecture
 SYS_IO_URING_ENTER = 426
 SYS_IO_URING_REGISTER = 427
 AF_VSOCK = 40
+SYS_PIDFD_GETFD = 438
+SYS_PROCESS_VM_READV = 310 if os.uname().machine == "x86_64" else 270
 CLOCK_REALTIME = 0
 PTRACE_ATTACH = 16
 PTRACE_SEIZE = 0x4206
@@ -121,6 +123,24 @@ def ptrace(pid_text: str) -> dict[str, Result]:
         "kill": attempt(lambda: os.kill(pid, 0)),
         "ptrace_attach": libc_call("ptrace", PTRACE_ATTACH, pid, None, None),
         "ptrace_seize": libc_call("ptrace", PTRACE_SEIZE, pid, None, None),
+    }
+
+
+def take_the_agent() -> dict[str, Result]:
+    """What root inside would need to speak to the host as the agent (PID 1): trace it,
+    or copy its connection's descriptor out of it."""
+    try:
+        pidfd = os.pidfd_open(1)
+    except OSError as exc:  # gVisor has no pidfd_open
+        taken: dict[str, Result] = {"pidfd_open": errno.errorcode[exc.errno or 0]}
+    else:
+        taken = {f"pidfd_getfd {fd}": syscall(SYS_PIDFD_GETFD, pidfd, fd, 0) for fd in range(3, 9)}
+    return {
+        "ptrace_attach": libc_call("ptrace", PTRACE_ATTACH, 1, None, None),
+        "ptrace_seize": libc_call("ptrace", PTRACE_SEIZE, 1, None, None),
+        "process_vm_readv": syscall(SYS_PROCESS_VM_READV, 1, None, 0, None, 0, 0),
+        "fd link": attempt(lambda: os.readlink("/proc/1/fd/0")),
+        **taken,
     }
 
 
@@ -281,6 +301,7 @@ CHECKS: dict[str, Callable[..., dict[str, Result]]] = {
     "raw_sockets": raw_sockets,
     "host_only_channels": host_only_channels,
     "ptrace": ptrace,
+    "take_the_agent": take_the_agent,
     "mounts": mounts,
     "devices": devices,
     "cgroups": cgroups,

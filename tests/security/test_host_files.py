@@ -42,9 +42,10 @@ def test_the_host_marker_is_unreadable_through_proc_and_dotdot(
 ) -> None:
     found = probe(sandbox, "read_paths", *routes_out(host_marker))
     assert sandbox.commands.run(f"test -d {host_marker.parent}").exit_code == 0
-    # PID 1 is the sandbox's agent: its root is the sandbox's root. gVisor keeps another
-    # process's root and cwd links from everyone but a tracer of it.
-    via_pid1 = "ENOENT" if runtime == "oci" else "EACCES"
+    # PID 1 is the sandbox's agent, which is not dumpable: its root and cwd links are
+    # closed to every other process of the sandbox (gVisor keeps them from everyone but
+    # a tracer in any case).
+    via_pid1 = "EACCES"
     expected = dict.fromkeys(routes_out(host_marker), "ENOENT")
     expected[f"/proc/1/root{host_marker}"] = via_pid1
     expected[f"/proc/1/cwd/../../../..{host_marker}"] = via_pid1
@@ -66,7 +67,7 @@ def test_symlinks_lead_to_the_sandboxs_own_root(
         with pytest.raises(FileNotFoundInSandboxError):
             sandbox.files.read(through)
         r = sandbox.commands.run(f"cat {through}")
-        denied = runtime == "runsc" and link == "/workspace/pid1"  # as in the test above
+        denied = link == "/workspace/pid1"  # as in the test above
         reason = "Permission denied" if denied else "No such file or directory"
         assert (r.exit_code, r.stderr) == (1, f"cat: {through}: {reason}\n")
     # What they do reach is the sandbox's own root.
@@ -128,6 +129,30 @@ def test_hard_links_to_outside_files_fail(
         f"' /etc/hostname {agent_file} /proc/1/root/../../etc/resolv.conf {host_marker}"
     )
     # The files the host bind-mounts in (its hostname file, the agent) are on other
-    # mounts: no link crosses them. The marker is nowhere to link from.
-    via_pid1 = "EXDEV" if runtime == "oci" else "EACCES"
-    assert r.stdout.split() == ["EXDEV", "EXDEV", via_pid1, "ENOENT"]
+    # mounts: no link crosses them. The marker is nowhere to link from, and the agent's
+    # /proc/1/root is closed to other processes (it is not dumpable).
+    assert r.stdout.split() == ["EXDEV", "EXDEV", "EACCES", "ENOENT"]
+
+
+def test_what_the_bind_mounts_take_is_a_small_tmpfs_not_host_disk(
+    sandbox: Sandbox, runtime: str
+) -> None:
+    """/etc/hosts, /etc/resolv.conf, /etc/hostname and /.sandlot/run come from the host;
+    writing through them fills a 1 MiB tmpfs of the sandbox's own, then ENOSPC."""
+    script = (
+        "import errno\n"
+        "written = 0\n"
+        "for path in ('/etc/hosts', '/etc/resolv.conf', '/etc/hostname', '/.sandlot/run/fill'):\n"
+        "    try:\n"
+        "        with open(path, 'ab') as f:\n"
+        "            for _ in range(64):\n"
+        "                f.write(b'x' * 65536); f.flush(); written += 65536\n"
+        "    except OSError as exc:\n"
+        "        assert exc.errno == errno.ENOSPC, exc\n"
+        "print(written)\n"
+    )
+    r = sandbox.commands.run(["python3", "-c", script], timeout=60)
+    assert r.exit_code == 0, r.stderr
+    assert int(r.stdout) <= 1024 * 1024
+    # The sandbox still answers: its agent's socket lives on the same full tmpfs.
+    assert sandbox.commands.run("echo ok").stdout == "ok\n"

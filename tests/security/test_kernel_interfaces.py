@@ -53,6 +53,25 @@ def test_io_uring_and_vsock_are_not_there(sandbox: Sandbox) -> None:
     }
 
 
+def test_the_agent_cannot_be_traced_or_robbed_of_its_connection(
+    sandbox: Sandbox, runtime: str
+) -> None:
+    """The agent is not dumpable: nothing else in the sandbox, root included, may trace
+    it or take the descriptor of its connection to the host."""
+    found = probe(sandbox, "take_the_agent")
+    taken = {k: v for k, v in found.items() if k.startswith("pidfd_")}
+    assert found["ptrace_attach"] == found["ptrace_seize"] == "EPERM"
+    if runtime == "oci":
+        assert set(taken.values()) == {"EPERM"}, found
+        assert (found["process_vm_readv"], found["fd link"]) == ("EPERM", "EACCES")
+    else:
+        # gVisor has no pidfd_open (so no pidfd_getfd) and does not hide a process's
+        # descriptor links for its dumpable flag: the links name a host fd it holds,
+        # which nothing inside can open or take.
+        assert taken == {"pidfd_open": "ENOSYS"}
+        assert found["fd link"] == "host:[1]"
+
+
 def test_host_processes_cannot_be_seen_signalled_or_traced(
     sandbox: Sandbox, server: ServerProcess
 ) -> None:
