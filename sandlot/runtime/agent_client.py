@@ -697,7 +697,9 @@ class AgentClient:
         stream = self._open("read_file", {"path": path})
         try:
             while True:
-                frame = await self._next(stream)
+                # Each chunk is a wait on the agent alone (credit is granted as chunks are
+                # consumed), so each has the call deadline.
+                frame = await self._next(stream, CALL_TIMEOUT)
                 if frame.type == DATA:
                     yield frame.payload
                     self._consumed(stream, len(frame.payload))
@@ -791,7 +793,15 @@ class AgentClient:
         # mutable buffer (reused for the next chunk, say) must be copied first.
         immutable = isinstance(data, bytes)
         for start in range(0, len(view), CHUNK_SIZE):
-            await stream.send_window.wait()
+            try:
+                async with asyncio.timeout(CALL_TIMEOUT):
+                    await stream.send_window.wait()
+            except TimeoutError:
+                raise CommandTimeoutError(
+                    f"the sandbox's agent took no more data for {stream.op} within "
+                    f"{CALL_TIMEOUT:g} s",
+                    details={"operation": stream.op, "timeout_s": CALL_TIMEOUT},
+                ) from None
             piece: bytes | memoryview = view[start : start + CHUNK_SIZE]
             if not immutable:
                 piece = bytes(piece)
