@@ -2,7 +2,10 @@
 
 vCPUs are time-shared, so many sandboxes may share a core; a single sandbox cannot
 have more vCPUs than the host has. Memory limits are reserved: their sum may not pass
-host RAM times the configured overcommit factor.
+host RAM times the configured overcommit factor. Pids are reserved too: every
+sandbox's `pids.max` is promised, and their sum may not pass the host's
+`kernel.pid_max` less a reserve for the host itself, so a tenant running sandboxes
+within its quota cannot leave the host (and every other tenant) unable to fork.
 """
 
 from __future__ import annotations
@@ -14,15 +17,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandlot.errors import ResourceExhaustedError
-from sandlot.runtime.spec import Resources, host_cpus
+from sandlot.runtime.spec import SANDBOX_PIDS, Resources, host_cpus
+
+HOST_PIDS_RESERVED = 8192
+"""Pids never promised to sandboxes: the server, its helpers and the host's own."""
 
 
 @dataclass(frozen=True)
 class Placed:
-    """A live sandbox's claim: its memory and the CPUs it is pinned to."""
+    """A live sandbox's claim: its memory, the CPUs it is pinned to, its pids."""
 
     memory_mb: int
     cpus: str | None
+    pids: int = SANDBOX_PIDS
+
+
+def host_pid_max() -> int:
+    with open("/proc/sys/kernel/pid_max") as f:
+        return int(f.read())
 
 
 def host_memory_mb() -> int:
@@ -38,6 +50,8 @@ class Capacity:
         self.data_dir = data_dir
         self.cpus = host_cpus()
         self.memory_budget_mb = int(host_memory_mb() * memory_overcommit)
+        self.pid_max = host_pid_max()
+        self.pids_budget = max(self.pid_max - HOST_PIDS_RESERVED, 0)
 
     def admit(self, wanted: Resources, live: Iterable[Placed]) -> str | None:
         """Raise RESOURCE_EXHAUSTED if `wanted` does not fit; else return its cpuset."""
@@ -53,6 +67,15 @@ class Capacity:
                 f"{wanted.memory_mb} MiB requested but only "
                 f"{max(self.memory_budget_mb - used_mb, 0)} MiB of sandbox memory is free",
                 details={"field": "resources.memoryMb"},
+            )
+        used_pids = sum(p.pids for p in placed)
+        if used_pids + wanted.pids > self.pids_budget:
+            raise ResourceExhaustedError(
+                f"the host's pids are all promised to running sandboxes ({used_pids} of "
+                f"{self.pids_budget}, kernel.pid_max {self.pid_max} less "
+                f"{HOST_PIDS_RESERVED} kept for the host); the operator can raise "
+                "kernel.pid_max (scripts/setup does)",
+                details={"field": "resources.pids", "available": self.pids_budget - used_pids},
             )
         free_disk_mb = shutil.disk_usage(self.data_dir).free // (1024 * 1024)
         if wanted.disk_mb > free_disk_mb:

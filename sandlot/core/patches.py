@@ -10,21 +10,29 @@ before the files changed under it would not match them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sandlot.core import ids
 from sandlot.core.events import Event
 from sandlot.core.incidents import public_reason
 from sandlot.core.keyed_locks import KeyedLocks
-from sandlot.core.pool import start_sandbox, template_spec
-from sandlot.errors import InvalidConfigError, SandlotError, SnapshotNotFoundError
+from sandlot.core.models import CreateSandbox
+from sandlot.errors import (
+    InvalidConfigError,
+    ResourceExhaustedError,
+    SandlotError,
+    SnapshotNotFoundError,
+)
+from sandlot.network.policy import NetworkPolicy
 from sandlot.runtime.base import BackendError
 from sandlot.runtime.disks import bytes_used
+from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store import snapshots as snapshot_rows
 from sandlot.store.tables import SnapshotPatchRow, SnapshotRow
 
@@ -168,6 +176,12 @@ class Patcher:
                 row.has_memory = (root / "checkpoint").is_dir()
                 row.size_bytes = bytes_used(root)
 
+    def _policy_of(self, snap: SnapshotView) -> NetworkPolicy:
+        """The network policy of the sandbox the snapshot was taken of."""
+        with self.service.db.session() as s:
+            row = sandbox_rows.get(s, snap.sandbox_id)
+            return _stored_policy(row.network if row is not None else None)
+
     async def _run(
         self, org_id: str, snap: SnapshotView, root: Path, script: str
     ) -> tuple[int, str, Path]:
@@ -180,34 +194,42 @@ class Patcher:
         source.mkdir(mode=0o700)
         os.link(root / "disk.img", source / "disk.img")  # the disk only: no processes
         staged = root / f".staged-{ids.new_patch_id()}"
-        sandbox_id = ids.new_sandbox_id()
+        # A sandbox like any other of the org's: admitted, counted in its quota, and
+        # under the network policy of the sandbox the snapshot was taken of.
+        request = CreateSandbox(
+            template=template.name,
+            resources=snap.resources,
+            metadata={"sandlot.patch": snap.id},
+            idle_timeout=0,
+            network=self._policy_of(snap),
+        )
         try:
-            spec = template_spec(template, sandbox_id, snap.resources)
-            session = await start_sandbox(
-                svc.runtime,
-                svc._connect,
-                spec,
-                svc._agent_connect_timeout,
-                svc.network,
-                snapshot=source,
-            )
+            view = await svc.create(org_id, request, from_template=template, disk_from=source)
             try:
+                session = await svc.session(org_id, view.id)
                 result = await session.exec(
                     ["/bin/bash", "-c", script], timeout=PATCH_TIMEOUT, max_output=OUTPUT_KEPT
                 )
-                await svc.runtime.snapshot(sandbox_id, staged, memory=False)
+                await svc.runtime.snapshot(view.id, staged, memory=False)
             finally:
-                await session.close()
+                with contextlib.suppress(SandlotError):
+                    await svc.destroy(org_id, view.id)
+        except ResourceExhaustedError:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise  # the org's quota or the host's room: as for any create
         except (BackendError, OSError, SandlotError) as exc:
             shutil.rmtree(staged, ignore_errors=True)
-            why = public_reason(exc, f"patching in {sandbox_id}")
+            why = public_reason(exc, f"patching {snap.id}")
             raise InvalidConfigError(f"could not run the patch: {why}") from exc
         finally:
-            await svc._destroy_on_host(sandbox_id)
             shutil.rmtree(source, ignore_errors=True)
         output = (result.stdout + result.stderr).decode(errors="replace")[-OUTPUT_KEPT:]
         code = result.exit_code if result.exit_code is not None else 128
         return code, output, staged
+
+
+def _stored_policy(raw: dict[str, Any] | None) -> NetworkPolicy:
+    return NetworkPolicy.parse(raw) if raw else NetworkPolicy()
 
 
 def _promote(root: Path, staged: Path) -> None:

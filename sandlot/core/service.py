@@ -187,15 +187,24 @@ class SandboxService:
             return {p for lowerdir in sandbox_rows.lowerdirs(s) for p in layers_of(lowerdir)}
 
     async def create(
-        self, org_id: str, request: CreateSandbox, *, from_template: Template | None = None
+        self,
+        org_id: str,
+        request: CreateSandbox,
+        *,
+        from_template: Template | None = None,
+        disk_from: Path | None = None,
     ) -> SandboxView:
         """`from_template` starts from layers that are not (yet) a named template: a
-        build's step."""
+        build's step. With `disk_from` too, the sandbox starts from that directory's disk
+        image and no processes, on `from_template`'s stack as it is (a snapshot patch).
+        Either way it passes admission and the organisation's quota like any other."""
         self._check_runtime(request.runtime)
         snapshot: Path | None = None
         warm = None
         if request.snapshot_id is not None:
             template, snapshot = self.lifecycle.source_of(org_id, request.snapshot_id)
+        elif disk_from is not None and from_template is not None:
+            template, snapshot = from_template, disk_from
         else:
             template = from_template or self.visible_template(org_id, request.template)
             # The pool holds sandboxes of the default backend only.

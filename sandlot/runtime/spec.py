@@ -11,12 +11,16 @@ def host_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
 
 
+SANDBOX_PIDS = 4096
+"""Every sandbox's pids.max."""
+
+
 @dataclass(frozen=True)
 class Resources:
     vcpus: int
     memory_mb: int
     disk_mb: int
-    pids: int = 4096
+    pids: int = SANDBOX_PIDS
 
 
 @dataclass(frozen=True)

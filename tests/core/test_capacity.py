@@ -44,3 +44,14 @@ def test_placement_spreads_over_least_loaded_cpus(tmp_path: Path) -> None:
     assert cap.admit(res, [Placed(128, "0")]) == "1"
     assert cap.admit(Resources(vcpus=2, memory_mb=128, disk_mb=1024), [Placed(128, "0,1")]) == "2,3"
     assert cap.admit(Resources(vcpus=4, memory_mb=128, disk_mb=1024), []) is None
+
+
+def test_pids_promised_to_sandboxes_stay_within_the_hosts_budget(tmp_path: Path) -> None:
+    """Eight sandboxes of 4096 pids each exhausted a host of kernel.pid_max 32768."""
+    cap = capacity(tmp_path, [0, 1], 1 << 20)
+    cap.pid_max, cap.pids_budget = 32768, 32768 - 8192
+    live = [Placed(128, None)] * 5  # 5 x 4096 = 20480 of 24576
+    cap.admit(Resources(vcpus=1, memory_mb=128, disk_mb=1024), live)
+    with pytest.raises(ResourceExhaustedError, match="pids are all promised") as err:
+        cap.admit(Resources(vcpus=1, memory_mb=128, disk_mb=1024), [*live, Placed(128, None)])
+    assert err.value.retryable and err.value.details["field"] == "resources.pids"
