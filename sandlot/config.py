@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     org_max_snapshot_storage_mb: int = Field(
         default=100 * 1024, ge=1, description="MiB of snapshot storage per org."
     )
+    event_storage_sandbox_mb: int = Field(
+        default=64, ge=1, description="MiB of stored events (logs included) kept per sandbox."
+    )
+    event_storage_org_mb: int = Field(
+        default=1024, ge=1, description="MiB of stored events kept per organisation."
+    )
     rate_limit_per_second: float = Field(
         default=50.0, ge=0, description="Requests a second per API key; 0 turns limits off."
     )

@@ -15,7 +15,7 @@ from sandlot.api.app import create_app
 from sandlot.api.ratelimit import RateLimiter
 from sandlot.config import Settings
 from sandlot.core.capacity import Capacity
-from sandlot.core.events import EventBus
+from sandlot.core.events import EventBudget, EventBus
 from sandlot.core.pool import WarmPool
 from sandlot.core.previews import PreviewConfig, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota
@@ -102,7 +102,13 @@ def build_server(settings: Settings) -> Server:
     runtime = make_runtime(settings)
     templates = template_store(settings)
     network = network_manager(settings)
-    events = EventBus(db)
+    events = EventBus(
+        db,
+        budget=EventBudget(
+            sandbox_bytes=settings.event_storage_sandbox_mb << 20,
+            org_bytes=settings.event_storage_org_mb << 20,
+        ),
+    )
     pool = WarmPool(
         runtime=runtime,
         templates=templates,

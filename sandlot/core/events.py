@@ -9,16 +9,25 @@ memory does not grow with the backlog it asked for, and a query never loads more
 page. A subscriber that falls behind the live events does not slow anyone down: its queue
 is dropped and it goes back to reading pages from the store after the last id it
 delivered, so it still misses no stored event (only transient metrics).
+
+What the store keeps is bounded by age and by size: each sandbox's events, and each
+organisation's, have a budget of bytes. A flush that takes one over it deletes that
+owner's oldest events down to nine tenths of the budget, so a sandbox logging as fast as
+it may cannot grow the store, nor crowd out its organisation's other sandboxes' history
+beyond its own share.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from sqlalchemy.orm import Session
 
 from sandlot.store import events as event_rows
 from sandlot.store.database import Database
@@ -32,6 +41,13 @@ REPLAY_PAGE = 200
 """Stored events read per query of a replay."""
 LIVE_QUEUE = 256
 """Live events a subscriber may hold unread before it falls back to the store."""
+SANDBOX_EVENT_BYTES = 64 * 1024 * 1024
+ORG_EVENT_BYTES = 1024 * 1024 * 1024
+"""Stored bytes of events one sandbox, and one organisation, may hold."""
+TRIM_TO = 0.9
+"""Share of its budget an owner is trimmed back to, so trims are not once per flush."""
+TOTALS_KEPT = 10_000
+"""Owners whose stored bytes are remembered; one forgotten is summed from the store again."""
 
 
 @dataclass(frozen=True)
@@ -58,10 +74,53 @@ class EventFilter:
         )
 
 
+@dataclass(frozen=True)
+class EventBudget:
+    sandbox_bytes: int = SANDBOX_EVENT_BYTES
+    org_bytes: int = ORG_EVENT_BYTES
+
+
+class _Totals:
+    """Running stored-byte totals per owner, loaded from the store on first use and kept
+    for a bounded number of owners (a sandbox's id is never reused, so old ones would
+    otherwise pile up)."""
+
+    def __init__(self) -> None:
+        self._bytes: OrderedDict[str, int] = OrderedDict()
+
+    def known(self, key: str) -> bool:
+        if key in self._bytes:
+            self._bytes.move_to_end(key)
+            return True
+        return False
+
+    def set(self, key: str, size: int) -> None:
+        self._bytes[key] = size
+        if len(self._bytes) > TOTALS_KEPT:
+            self._bytes.popitem(last=False)
+
+    def add(self, key: str, size: int) -> int:
+        self._bytes[key] = self._bytes.get(key, 0) + size
+        return self._bytes[key]
+
+    def clear(self) -> None:
+        self._bytes.clear()
+
+
 class EventBus:
-    def __init__(self, db: Database | None = None, queue_size: int = LIVE_QUEUE) -> None:
+    def __init__(
+        self,
+        db: Database | None = None,
+        queue_size: int = LIVE_QUEUE,
+        budget: EventBudget | None = None,
+    ) -> None:
         self.db = db
         self.queue_size = queue_size
+        self.budget = budget or EventBudget()
+        self._org_bytes = _Totals()
+        self._sandbox_bytes = _Totals()
+        self.trimmed = 0
+        """Events' bytes deleted to keep owners within their budgets (a figure to watch)."""
         self._subscribers: dict[asyncio.Queue[Event], EventFilter] = {}
         self._behind: set[asyncio.Queue[Event]] = set()
         """Queues that overflowed: their subscriber reads from the store again."""
@@ -96,6 +155,7 @@ class EventBus:
             return
         batch = list(self._pending)
         self._pending.clear()
+        sizes = [_size_of(e) for e in batch]
         rows = [
             {
                 "org_id": e.org_id,
@@ -103,19 +163,61 @@ class EventBus:
                 "type": e.type,
                 "data": e.data,
                 "at": e.at,
+                "size": size,
             }
-            for e in batch
+            for e, size in zip(batch, sizes, strict=True)
         ]
         with self.db.session() as s:
+            for event in batch:  # totals from before this batch, so it counts once
+                if not self._org_bytes.known(event.org_id):
+                    self._org_bytes.set(event.org_id, event_rows.stored_bytes(s, event.org_id))
+                sandbox = event.sandbox_id
+                if sandbox is not None and not self._sandbox_bytes.known(sandbox):
+                    stored = event_rows.stored_bytes(s, event.org_id, sandbox)
+                    self._sandbox_bytes.set(sandbox, stored)
             ids = event_rows.append(s, rows)
+            self._keep_within_budgets(s, batch, sizes)
         for event, event_id in zip(batch, ids, strict=True):
             self._fan_out(replace(event, id=event_id))
+
+    def _keep_within_budgets(self, s: Session, batch: list[Event], sizes: list[int]) -> None:
+        over_sandboxes: dict[str, str] = {}
+        over_orgs: set[str] = set()
+        for event, size in zip(batch, sizes, strict=True):
+            if self._org_bytes.add(event.org_id, size) > self.budget.org_bytes:
+                over_orgs.add(event.org_id)
+            sandbox = event.sandbox_id
+            if (
+                sandbox is not None
+                and self._sandbox_bytes.add(sandbox, size) > self.budget.sandbox_bytes
+            ):
+                over_sandboxes[sandbox] = event.org_id
+        for sandbox, org in over_sandboxes.items():
+            self._trim(s, org, sandbox, self.budget.sandbox_bytes)
+        for org in over_orgs:
+            self._trim(s, org, None, self.budget.org_bytes)
+
+    def _trim(self, s: Session, org: str, sandbox: str | None, budget: int) -> None:
+        removed = event_rows.trim(s, org, sandbox, int(budget * TRIM_TO))
+        for owner, size in removed.items():
+            if owner is not None:
+                self._sandbox_bytes.add(owner, -size)
+            self._org_bytes.add(org, -size)
+            self.trimmed += size
+        log.info(
+            "events of %s trimmed by %d bytes to keep within its budget",
+            sandbox or org,
+            sum(removed.values()),
+        )
 
     def prune(self) -> int:
         if self.db is None:
             return 0
         with self.db.session() as s:
-            return event_rows.prune(s, datetime.now(UTC) - RETENTION)
+            pruned = event_rows.prune(s, datetime.now(UTC) - RETENTION)
+        self._org_bytes.clear()  # summed from the store again as owners next publish
+        self._sandbox_bytes.clear()
+        return pruned
 
     def _fan_out(self, event: Event) -> None:
         for queue, wanted in self._subscribers.items():
@@ -252,6 +354,11 @@ class Subscription:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _size_of(event: Event) -> int:
+    """What an event costs the store: its data as JSON and its type."""
+    return len(json.dumps(event.data, default=str)) + len(event.type)
 
 
 def _event_of(row: event_rows.EventRow) -> Event:

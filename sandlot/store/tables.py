@@ -120,6 +120,8 @@ class EventRow(Base):
     type: Mapped[str] = mapped_column(String(64))
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
     at: Mapped[datetime] = mapped_column()
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    """Bytes the event costs the store (its JSON and type), counted against budgets."""
 
 
 class SnapshotRow(Base):
