@@ -107,10 +107,17 @@ def identity_files(sandbox_id: str, nameserver: str | None = None) -> dict[str, 
 
 
 def oci_config(
-    spec: SandboxSpec, *, agent_dir: Path, run_dir: Path, etc_dir: Path, cgroup: str
+    spec: SandboxSpec,
+    *,
+    agent_dir: Path,
+    run_dir: Path,
+    etc_dir: Path,
+    cgroup: str,
+    user_namespace: Path | None = None,
 ) -> dict[str, Any]:
     """`etc_dir` holds the files of `identity_files`, bind-mounted over the template's;
-    `cgroup` is the sandbox's cgroup path."""
+    `cgroup` is the sandbox's cgroup path. `user_namespace` names one made for the
+    sandbox (see `userns.py`) for runc to join; without it runc makes one."""
     res = spec.resources
     env = {"PATH": PATH, "HOME": "/root", "HOSTNAME": spec.sandbox_id, "TERM": "xterm-256color"}
     env.update(spec.env)
@@ -194,7 +201,12 @@ def oci_config(
             "uidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],
             "gidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],
             "namespaces": [
-                {"type": ns} for ns in ("pid", "network", "ipc", "uts", "mount", "user", "cgroup")
+                {"type": ns} for ns in ("pid", "network", "ipc", "uts", "mount", "cgroup")
+            ]
+            + [
+                {"type": "user"}
+                if user_namespace is None
+                else {"type": "user", "path": str(user_namespace)}
             ],
             "cgroupsPath": cgroup,
             "resources": {

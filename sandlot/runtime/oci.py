@@ -37,6 +37,7 @@ import sandlot.agent
 from sandlot.runtime.base import BackendError, Capabilities, RuntimeSandbox, RuntimeStatus
 from sandlot.runtime.bundle import (
     USERNS_HOST_BASE,
+    USERNS_SIZE,
     cgroup_resources,
     identity_files,
     oci_config,
@@ -53,6 +54,13 @@ from sandlot.runtime.disks import bytes_used, copy_disk, create_disk, disk_usage
 from sandlot.runtime.mounts import mount_overlay, mount_tmpfs, mounts_under, syncfs, unmount
 from sandlot.runtime.reaping import become_subreaper, is_zombie, reap
 from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage, host_cpus
+from sandlot.runtime.userns import (
+    NS_FILE,
+    NamespaceOwners,
+    has_sys_resource,
+    make_user_namespace,
+    owner_of,
+)
 
 AGENT_DIR = Path(sandlot.agent.__file__).parent
 RUN_BASE = Path("/run/sandlot")
@@ -84,6 +92,11 @@ def oci_capabilities(criu: CriuCheck) -> Capabilities:
 class OciRuntime:
     name = "oci"
     uid_offset = USERNS_HOST_BASE
+    own_user_namespace = True
+    """Each sandbox's user namespace is made for it, owned by a uid of its own (see
+    `userns.py`), rather than by runc as root: where the host lets root keep
+    CAP_SYS_RESOURCE. Without it, runc could not set a sandbox's rlimits nor CRIU read
+    them through a namespace root does not own, so there runc makes the namespace."""
     checkpoint_marker = "inventory.img"
     """The file a complete dump leaves in the checkpoint directory."""
 
@@ -99,6 +112,8 @@ class OciRuntime:
         self.state_root.mkdir(mode=0o700, exist_ok=True)
         self.disks_root.mkdir(parents=True, exist_ok=True)
         self.agent_dir = self._install_agent()
+        self.owners = NamespaceOwners(self.run_root.glob(f"*/{NS_FILE}"))
+        self.own_user_namespace = self.own_user_namespace and has_sys_resource()
         become_subreaper()
 
     def _install_agent(self) -> Path:
@@ -199,6 +214,7 @@ class OciRuntime:
         """
         bundle = self.bundle_dir(spec.sandbox_id)
         bundle.mkdir(mode=0o711)
+        user_namespace = self._make_user_namespace(bundle)
         self.disk_dir(spec.sandbox_id).mkdir(mode=0o700)
         for path in (bundle / "disk", bundle / "rootfs", bundle / "host"):
             path.mkdir()
@@ -228,11 +244,23 @@ class OciRuntime:
             run_dir=shared / "run",
             etc_dir=shared / "etc",
             cgroup=self.cgroup_path(spec.sandbox_id),
+            user_namespace=user_namespace,
         )
         if process_args is not None:
             config["process"].update(args=process_args, cwd="/")
         (bundle / "config.json").write_text(json.dumps(config))
         return bundle
+
+    def _make_user_namespace(self, bundle: Path) -> Path | None:
+        if not self.own_user_namespace:
+            return None
+        owner = self.owners.allocate()
+        try:
+            make_user_namespace(bundle / NS_FILE, owner, self.uid_offset, USERNS_SIZE)
+        except BaseException:
+            self.owners.release(owner)
+            raise
+        return bundle / NS_FILE
 
     async def _start(self, bundle: Path, sandbox_id: str) -> None:
         if not await self._launch(sandbox_id, "run"):
@@ -404,11 +432,14 @@ class OciRuntime:
         if init_pid is not None:
             await reap(init_pid)
         bundle = self.bundle_dir(sandbox_id)
+        owner = owner_of(bundle / NS_FILE)
         for point in mounts_under(bundle):
             unmount(point)
         remove_cgroup(self.cgroup_path(sandbox_id))
         shutil.rmtree(bundle, ignore_errors=True)
         shutil.rmtree(self.disk_dir(sandbox_id), ignore_errors=True)
+        if owner is not None and not bundle.exists():
+            self.owners.release(owner)
 
     async def update(self, sandbox_id: str, resources: Resources, cpus: str | None) -> None:
         limits = cgroup_resources(resources, cpus or ",".join(map(str, host_cpus())))

@@ -87,6 +87,8 @@ def runsc_capabilities(network: bool, platform: str) -> Capabilities:
 
 
 class RunscRuntime(OciRuntime):
+    own_user_namespace = False
+    """gVisor's kernel keeps inotify, message queues and the rest in the sandbox."""
     name = "runsc"
     checkpoint_marker = "checkpoint.img"
 
