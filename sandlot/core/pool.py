@@ -24,13 +24,13 @@ from sandlot.core.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_V
 from sandlot.core.session import SandboxSession
 from sandlot.network.manager import NetworkManager
 from sandlot.network.policy import NetworkPolicy
-from sandlot.runtime.base import BackendError, Runtime
+from sandlot.runtime.base import AgentEndpoint, BackendError, Runtime
 from sandlot.runtime.spec import Resources, SandboxSpec
 from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)
 
-Connector = Callable[[Path, float], Awaitable[SandboxSession]]
+Connector = Callable[[AgentEndpoint, float], Awaitable[SandboxSession]]
 
 WARM_RESOURCES = Resources(
     vcpus=DEFAULT_VCPUS, memory_mb=DEFAULT_MEMORY_MB, disk_mb=DEFAULT_DISK_MB

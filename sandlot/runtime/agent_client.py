@@ -25,8 +25,11 @@ import collections
 import contextlib
 import inspect
 import itertools
+import logging
 import os
+import socket
 import stat
+import struct
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +68,13 @@ from sandlot.errors import (
     SandlotError,
     error_from_payload,
 )
+from sandlot.runtime.base import AgentEndpoint
 
 OutputCallback = Callable[[str, bytes], Awaitable[None] | None]
 """Called with ("stdout" | "stderr", data) as output arrives; may be a coroutine function."""
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PROCESS_INFO_KEYS = (
     "process_id",
@@ -388,8 +393,16 @@ class AgentClient:
         self._reader_task = asyncio.get_running_loop().create_task(self._read_loop())
 
     @classmethod
-    async def connect(cls, socket_path: str | Path, timeout: float = 10.0) -> AgentClient:
-        """Connect once the agent accepts and answers a ping, retrying until `timeout`."""
+    async def connect(
+        cls, endpoint: AgentEndpoint | str | Path, timeout: float = 10.0
+    ) -> AgentClient:
+        """Connect once the agent accepts and answers a ping, retrying until `timeout`.
+
+        Given an `AgentEndpoint` with a listener, a socket made by any other process is
+        refused before a byte is sent: whatever root inside binds there is not the agent."""
+        if not isinstance(endpoint, AgentEndpoint):
+            endpoint = AgentEndpoint(Path(endpoint))
+        socket_path = endpoint.path
         loop = asyncio.get_running_loop()
         started = loop.time()
         deadline = started + timeout
@@ -398,13 +411,17 @@ class AgentClient:
         while True:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise SandboxUnavailableError(
-                    f"agent at {socket_path} did not answer within {timeout:g}s: {last_error}"
+                log.info("agent at %s did not answer: %r", socket_path, last_error)
+                raise SandboxUnavailableError(  # tenants never see the host's paths
+                    f"the sandbox's agent did not answer within {timeout:g}s: "
+                    f"{_without_path(last_error)}"
                 )
             client: AgentClient | None = None
             try:
                 async with asyncio.timeout(remaining):
-                    reader, writer = await _open_socket_no_follow(Path(socket_path))
+                    reader, writer = await _open_socket_no_follow(socket_path)
+                    if endpoint.listener is not None:
+                        _check_listener(writer, endpoint.listener)
                     client = cls(reader, writer)
                     await client.ping()
                 return client
@@ -948,6 +965,26 @@ def _expect(kind: type[T], result: object, op: str) -> T:
     if not isinstance(result, kind):
         raise InternalError(f"the agent answered {op} with a malformed result")
     return result
+
+
+def _without_path(error: BaseException | None) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror  # what went wrong, without the filename it names
+    return str(error)
+
+
+_PEERCRED = struct.Struct("3i")
+
+
+def _check_listener(writer: asyncio.StreamWriter, expected: int) -> None:
+    """Refuse (and close) a connection whose listening socket another process made."""
+    sock = writer.get_extra_info("socket")
+    pid, _uid, _gid = _PEERCRED.unpack(
+        sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    )
+    if pid != expected:
+        writer.close()
+        raise ConnectionRefusedError("the sandbox's agent socket is not held by its agent")
 
 
 async def _open_socket_no_follow(

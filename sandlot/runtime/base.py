@@ -21,6 +21,19 @@ class RuntimeStatus(enum.Enum):
 
 
 @dataclass(frozen=True)
+class AgentEndpoint:
+    """Where the host reaches a sandbox's agent, and how it knows it is the agent."""
+
+    path: Path
+    """The unix socket the agent listens on, as seen from the host."""
+    listener: int | None = None
+    """The host pid that must have made the listening socket: the sandbox's init, the
+    agent itself. Root inside can make the agent stop listening and bind its own socket
+    there, but not be pid 1. None where no host process inside can listen at all
+    (gVisor's kernel owns every socket: the check would name its sentry)."""
+
+
+@dataclass(frozen=True)
 class RuntimeSandbox:
     sandbox_id: str
     status: RuntimeStatus
@@ -107,8 +120,8 @@ class Runtime(Protocol):
     def init_pid(self, sandbox_id: str) -> int | None:
         """The host pid of the sandbox's first process, whose namespaces are its own."""
 
-    def agent_endpoint(self, sandbox_id: str) -> Path:
-        """The unix socket the sandbox's agent listens on, as seen from the host."""
+    def agent_endpoint(self, sandbox_id: str) -> AgentEndpoint:
+        """The sandbox's agent socket, as seen from the host, and who must listen on it."""
 
     def usage(self, sandbox_id: str) -> SandboxUsage: ...
 

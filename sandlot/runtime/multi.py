@@ -14,7 +14,13 @@ import builtins
 import contextlib
 from pathlib import Path
 
-from sandlot.runtime.base import BackendError, Capabilities, RuntimeSandbox, RuntimeStatus
+from sandlot.runtime.base import (
+    AgentEndpoint,
+    BackendError,
+    Capabilities,
+    RuntimeSandbox,
+    RuntimeStatus,
+)
 from sandlot.runtime.oci import OciRuntime
 from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage
 
@@ -131,7 +137,7 @@ class MultiRuntime:
     def init_pid(self, sandbox_id: str) -> int | None:
         return self._of(sandbox_id).init_pid(sandbox_id)
 
-    def agent_endpoint(self, sandbox_id: str) -> Path:
+    def agent_endpoint(self, sandbox_id: str) -> AgentEndpoint:
         return self._of(sandbox_id).agent_endpoint(sandbox_id)
 
     def usage(self, sandbox_id: str) -> SandboxUsage:

@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import sandlot.agent
-from sandlot.runtime.base import BackendError, Capabilities, RuntimeSandbox, RuntimeStatus
+from sandlot.runtime.base import (
+    AgentEndpoint,
+    BackendError,
+    Capabilities,
+    RuntimeSandbox,
+    RuntimeStatus,
+)
 from sandlot.runtime.bundle import (
     USERNS_HOST_BASE,
     USERNS_SIZE,
@@ -92,6 +98,8 @@ def oci_capabilities(criu: CriuCheck) -> Capabilities:
 class OciRuntime:
     name = "oci"
     uid_offset = USERNS_HOST_BASE
+    agent_is_init = True
+    """The agent is the sandbox's init, a host process: its listening socket says so."""
     own_user_namespace = True
     """Each sandbox's user namespace is made for it, owned by a uid of its own (see
     `userns.py`), rather than by runc as root: where the host lets root keep
@@ -158,8 +166,9 @@ class OciRuntime:
         """Where the disk image is mounted: `upper/` and `work/` of the overlay."""
         return self.bundle_dir(sandbox_id) / "disk"
 
-    def agent_endpoint(self, sandbox_id: str) -> Path:
-        return self.bundle_dir(sandbox_id) / "host" / "run" / "agent.sock"
+    def agent_endpoint(self, sandbox_id: str) -> AgentEndpoint:
+        path = self.bundle_dir(sandbox_id) / "host" / "run" / "agent.sock"
+        return AgentEndpoint(path, self.init_pid(sandbox_id) if self.agent_is_init else None)
 
     def checkpoint_dir(self, sandbox_id: str) -> Path:
         """Where a paused sandbox's processes are dumped: on disk, so pausing frees memory

@@ -89,6 +89,8 @@ def runsc_capabilities(network: bool, platform: str) -> Capabilities:
 class RunscRuntime(OciRuntime):
     own_user_namespace = False
     """gVisor's kernel keeps inotify, message queues and the rest in the sandbox."""
+    agent_is_init = False
+    """Every socket inside is the sentry's: the host cannot tell the agent's apart."""
     name = "runsc"
     checkpoint_marker = "checkpoint.img"
 

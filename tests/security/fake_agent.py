@@ -4,7 +4,9 @@ It has the real agent stop listening (a quiesce request on the agent's own socke
 root inside can reach), binds the same path, answers the host's ping so the host takes
 it for the agent, and then answers everything else with random and adversarial frames:
 garbage, oversize headers, floods of events and data past the credit window, frames for
-streams nobody opened, log lines dated 9999 and megabytes long, and silence.
+streams nobody opened, log lines dated 9999 and megabytes long, and silence. Under runc
+the host refuses its socket before sending a byte (it was not made by the sandbox's
+init); `HEARD` records whether the host ever spoke to it.
 
     python3 fake_agent.py SECONDS SEED
 """
@@ -85,10 +87,20 @@ def attack(rng: random.Random, conn: socket.socket, sid: int, op: str) -> None:
         conn.sendall(frame({"sid": sid, "type": "response", "result": result}))
 
 
+HEARD = "/.sandlot/run/fake_agent.heard"
+"""Appended to once per connection on which the host sent a frame: whether it spoke
+(beside the socket, where the host can read it whatever the sandbox answers)."""
+
+
 def serve(conn: socket.socket, rng: random.Random) -> None:
+    heard = False
     try:
         while True:
             header = read_frame(conn)
+            if not heard:
+                heard = True
+                with open(HEARD, "a") as f:
+                    f.write("connection\n")
             if header is None or header.get("type") != "request":
                 continue
             sid = int(str(header.get("sid")))
