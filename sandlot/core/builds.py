@@ -234,14 +234,14 @@ class TemplateBuilds:
             raise InvalidStateError(
                 f"template {name!r} is built in and cannot be deleted by an organisation"
             )
-        users = self.service.template_users(name)
+        users = self.service.template_users(template)
         if users and not force:
             raise InvalidStateError(
                 f"template {name!r} is used by {len(users)} sandboxes or snapshots "
                 f"({', '.join(users[:5])}); remove them first or delete with force",
                 details={"template": name, "usedBy": users},
             )
-        self.templates.remove(name)
+        self.templates.remove(name, template.owner)
         self.templates.collect(self.service.layers_in_use().union(*self._held.values()))
 
     # ---- the background work --------------------------------------------------------
@@ -254,12 +254,12 @@ class TemplateBuilds:
                 details={"template": name},
             )
         try:
-            existing = self.templates.get(name)
+            existing = self.templates.get(name, org_id)
         except TemplateNotFoundError:
             return
-        if existing.owner != org_id:
+        if existing.owner is None:  # the organisation's own would hide the built-in one
             raise InvalidStateError(
-                f"template name {name!r} is taken; choose another",
+                f"template name {name!r} is a built-in template's; choose another",
                 details={"template": name},
             )
 
@@ -337,7 +337,9 @@ class TemplateBuilds:
                 template = self._finished(
                     replace(state.template, start_command=(*state.entrypoint, *state.cmd))
                 )
-                self.templates.install(self.templates.staging_dir(name, template.digest), template)
+                self.templates.install(
+                    self.templates.staging_dir(name, template.digest, org_id), template
+                )
                 out.close_with(
                     f"Template {name} ready: digest {template.digest}, "
                     f"{len(template.layers)} layers, {state.cached}/{state.steps} steps cached\n"
@@ -612,7 +614,9 @@ class TemplateBuilds:
                         owner=org_id,
                     )
                 )
-                self.templates.install(self.templates.staging_dir(name, template.digest), template)
+                self.templates.install(
+                    self.templates.staging_dir(name, template.digest, org_id), template
+                )
                 out.close_with(
                     f"Template {name} ready: digest {template.digest}, {len(layers)} layers\n"
                 )

@@ -535,7 +535,7 @@ class Lifecycle:
         version (kept even if the template was rebuilt since) and its directory."""
         snap_row = self._row(org_id, snapshot_id)
         template = self.service.template_of(
-            snap_row.template, snap_row.template_digest, snap_row.rootfs
+            snap_row.org_id, snap_row.template, snap_row.template_digest, snap_row.rootfs
         )
         if not all(layer.is_dir() for layer in template.layers):
             raise InvalidStateError(

@@ -153,13 +153,13 @@ class SandboxService:
     def agent_layer(self) -> Path:
         return self.templates.agent_layer(self.runtime.uid_offset)
 
-    def template_of(self, name: str, digest: str, lowerdir: str) -> Template:
-        """The stack a sandbox or snapshot stands on (see `with_agent`), with its
-        template's start settings while that version is on disk."""
+    def template_of(self, org_id: str, name: str, digest: str, lowerdir: str) -> Template:
+        """The stack a sandbox or snapshot of `org_id` stands on (see `with_agent`), with
+        its template's start settings while that version is on disk."""
         layers = layers_of(lowerdir)
         if not layers or not is_agent_layer(layers[0]):  # recorded before the agent layer
             layers = (self.agent_layer(), *layers)
-        version = self.templates.version(name, digest)
+        version = self.templates.version(name, digest, org_id)
         if version is not None and version.layers == layers[1:]:
             return dataclasses.replace(version, layers=layers)
         return Template(name, digest, layers)
@@ -167,8 +167,9 @@ class SandboxService:
     # ---- lifecycle -------------------------------------------------------------------
 
     def visible_template(self, org_id: str | None, name: str) -> Template:
-        """A template the organisation may start from: built in, or its own."""
-        template = self.templates.get(name)
+        """A template the organisation may start from: its own of that name, else the
+        built-in one."""
+        template = self.templates.get(name, org_id)
         if not template.visible_to(org_id):
             raise TemplateNotFoundError(
                 f"template {name!r} does not exist; `sandlot template list` shows the "
@@ -177,10 +178,11 @@ class SandboxService:
             )
         return template
 
-    def template_users(self, name: str) -> list[str]:
-        """Live sandboxes and snapshots made from any version of template `name`."""
+    def template_users(self, template: Template) -> list[str]:
+        """Live sandboxes and snapshots made from any version of `template` (an
+        organisation's own template is only ever its own sandboxes')."""
         with self.db.session() as s:
-            return sandbox_rows.template_users(s, name)
+            return sandbox_rows.template_users(s, template.name, template.owner)
 
     def layers_in_use(self) -> set[Path]:
         with self.db.session() as s:
@@ -862,7 +864,7 @@ class SandboxService:
         with self.db.session() as s:
             row = sandbox_rows.get(s, view.id)
             assert row is not None
-            template = self.template_of(row.template, row.template_digest, row.rootfs)
+            template = self.template_of(row.org_id, row.template, row.template_digest, row.rootfs)
             cpus = row.cpus
         await self.runtime.destroy(view.id)
         spec = template_spec(template, view.id, view.resources, cpus)
@@ -880,7 +882,7 @@ class SandboxService:
         with self.db.session() as s:
             row = sandbox_rows.get(s, view.id)
             assert row is not None
-            template = self.template_of(row.template, row.template_digest, row.rootfs)
+            template = self.template_of(row.org_id, row.template, row.template_digest, row.rootfs)
         live = self._live[view.id] = Live(view.org_id, view.env, session, template.user or None)
         self.logs.follow(view.id, view.org_id, session)
         return live

@@ -64,12 +64,16 @@ def count_by_status(session: Session) -> dict[str, int]:
     return {status: count for status, count in session.execute(query).tuples()}
 
 
-def template_users(session: Session, template: str) -> list[str]:
-    """Ids of live sandboxes and of snapshots made from `template`."""
+def template_users(session: Session, template: str, org_id: str | None = None) -> list[str]:
+    """Ids of live sandboxes and of snapshots made from `template` (of `org_id` alone,
+    when the template is that organisation's own)."""
     sandboxes = select(SandboxRow.id).where(
         SandboxRow.template == template, SandboxRow.status.in_(LIVE_STATUSES)
     )
     snapshots = select(SnapshotRow.id).where(SnapshotRow.template == template)
+    if org_id is not None:
+        sandboxes = sandboxes.where(SandboxRow.org_id == org_id)
+        snapshots = snapshots.where(SnapshotRow.org_id == org_id)
     return [*session.scalars(sandboxes).all(), *session.scalars(snapshots).all()]
 
 

@@ -1,5 +1,10 @@
 """Templates on disk: `TEMPLATE_DIR/NAME/DIGEST/template.json` and `NAME/current`.
 
+Names are per organisation: built-in templates (recipes, anything the operator makes)
+live at the top, and an organisation's own under `.orgs/ORG/NAME`, so two organisations
+may each have a `web` and neither can learn that the other has one. An organisation
+asking for a name gets its own template of that name, else the built-in one.
+
 A template is a stack of read-only layers plus how to start from it (env, workdir, user,
 start and ready commands, ports). Debian-built templates keep their one layer beside
 their metadata (`NAME/DIGEST/rootfs`); built and imported ones refer to layers under
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,6 +32,8 @@ from sandlot.errors import TemplateNotFoundError
 from sandlot.templates.agent_layer import agent_layer
 
 LAYERS_DIR = ".layers"
+ORGS_DIR = ".orgs"
+ORG_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 COLLECT_GRACE_SECONDS = 3600.0
 AGENT_SOURCE = "base"
 """The template whose Python the agent layer is made of."""
@@ -81,6 +89,13 @@ class Template:
         }
 
 
+def _subdirs(parent: Path) -> tuple[Path, ...]:
+    """`parent`'s entries by name, leaving out the dot-named ones Sandlot keeps there."""
+    if not parent.is_dir():
+        return ()
+    return tuple(sorted(p for p in parent.iterdir() if not p.name.startswith(".")))
+
+
 def layers_of(lowerdir: str) -> tuple[Path, ...]:
     return tuple(Path(p) for p in lowerdir.split(":") if p)
 
@@ -102,8 +117,25 @@ class TemplateStore:
     def layers_root(self) -> Path:
         return self.root / LAYERS_DIR
 
-    def get(self, name: str) -> Template:
-        template = self._read(self.root / name / "current")
+    def _dir(self, name: str, owner: str | None) -> Path:
+        """Where template `name` of `owner` (None: a built-in one) lives."""
+        if owner is None:
+            return self.root / name
+        if not ORG_ID.match(owner):
+            raise ValueError(f"not an organisation id: {owner!r}")
+        return self.root / ORGS_DIR / owner / name
+
+    def _found(self, name: str, org: str | None, leaf: str) -> Template | None:
+        """The organisation's own `name` if it has one, else the built-in one."""
+        if org is not None:
+            own = self._read(self._dir(name, org) / leaf)
+            if own is not None:
+                return own
+        return self._read(self._dir(name, None) / leaf)
+
+    def get(self, name: str, org: str | None = None) -> Template:
+        """The template `name` as organisation `org` sees it (None: a built-in one)."""
+        template = self._found(name, org, "current")
         if template is None:
             raise TemplateNotFoundError(
                 f"template {name!r} does not exist; `sandlot template list` shows the "
@@ -112,9 +144,9 @@ class TemplateStore:
             )
         return template
 
-    def version(self, name: str, digest: str) -> Template | None:
+    def version(self, name: str, digest: str, org: str | None = None) -> Template | None:
         """One version of a template, the current one or an older one still on disk."""
-        return self._read(self.root / name / digest)
+        return self._found(name, org, digest)
 
     def _read(self, directory: Path) -> Template | None:
         try:
@@ -148,18 +180,22 @@ class TemplateStore:
         return digest is None or template.digest == digest
 
     def list(self) -> list[Template]:
-        if not self.root.is_dir():
-            return []
-        names = sorted(
-            p.name
-            for p in self.root.iterdir()
-            if not p.name.startswith(".") and (p / "current").exists()
-        )
-        return [self.get(name) for name in names]
+        """Every template: the built-in ones, then each organisation's."""
+        found = []
+        for directory in self._template_dirs():
+            template = self._read(directory / "current")
+            if template is not None:
+                found.append(template)
+        return found
 
-    def staging_dir(self, name: str, digest: str) -> Path:
+    def _template_dirs(self) -> tuple[Path, ...]:
+        """Each template's directory, built-in ones first, in name order."""
+        orgs = _subdirs(self.root / ORGS_DIR)
+        return (*_subdirs(self.root), *(d for org in orgs for d in _subdirs(org)))
+
+    def staging_dir(self, name: str, digest: str, owner: str | None = None) -> Path:
         """A fresh directory on the same filesystem, so install() is a rename."""
-        staged = self.root / name / f".staging-{digest}-{os.getpid()}"
+        staged = self._dir(name, owner) / f".staging-{digest}-{os.getpid()}"
         staged.mkdir(parents=True)
         return staged
 
@@ -167,22 +203,23 @@ class TemplateStore:
         """Move a complete `staged` version (its rootfs, if it has one) into place and make
         it the current version. Installing a digest already there just makes it current."""
         (staged / "template.json").write_text(json.dumps(template.to_meta(self.root), indent=2))
-        target = self.root / template.name / template.digest
+        home = self._dir(template.name, template.owner)
+        target = home / template.digest
         # A Debian-built layer lives inside the version directory being moved.
         if not target.exists():
             staged.rename(target)
         else:
             shutil.rmtree(staged, ignore_errors=True)
-        link = self.root / template.name / f".current-{os.getpid()}"
+        link = home / f".current-{os.getpid()}"
         link.unlink(missing_ok=True)
         link.symlink_to(template.digest)
-        link.replace(self.root / template.name / "current")
-        return self.get(template.name)
+        link.replace(home / "current")
+        return self.get(template.name, template.owner)
 
-    def remove(self, name: str) -> None:
+    def remove(self, name: str, owner: str | None = None) -> None:
         """Forget a template: it can no longer be started from, but versions and layers
         stay on disk until `collect` finds nothing uses them."""
-        (self.root / name / "current").unlink(missing_ok=True)
+        (self._dir(name, owner) / "current").unlink(missing_ok=True)
 
     def collect(self, in_use: set[Path], grace: float = COLLECT_GRACE_SECONDS) -> int:
         """Delete template versions and layers that no template and nothing in `in_use`
@@ -195,9 +232,7 @@ class TemplateStore:
         for template in self.list():
             keep.update(p.resolve() for p in template.layers)
         removed = 0
-        for directory in sorted(self.root.iterdir()) if self.root.is_dir() else []:
-            if directory.name.startswith("."):
-                continue
+        for directory in self._template_dirs():
             current = (
                 (directory / "current").resolve() if (directory / "current").exists() else None
             )

@@ -256,11 +256,14 @@ def test_not_an_archive_is_refused(client: Sandlot, tmp_path: Path) -> None:
         client.templates.import_image(unique("junk"), junk)
 
 
-def test_other_organisations_do_not_see_a_template(
+def test_template_names_are_each_organisations_own(
     client: Sandlot, server: ServerProcess, tmp_path: Path
 ) -> None:
+    """Another organisation neither sees a template nor learns its name is used: it
+    builds one of the same name, and each organisation starts from its own."""
     name = unique("private")
-    client.templates.build(name, "FROM base\n", tmp_path)
+    (tmp_path / "mine").write_text("first\n")
+    client.templates.build(name, "FROM base\nCOPY mine /whose\n", tmp_path)
     org = client.orgs.create(unique("other"))
     key = client.keys.create(org.id, name="k").key
     try:
@@ -271,8 +274,15 @@ def test_other_organisations_do_not_see_a_template(
                 other.templates.get(name)
             with pytest.raises(TemplateNotFoundError):
                 Sandbox.create(template=name, client=other)
-            with pytest.raises(InvalidStateError, match="is taken"):
-                other.templates.build(name, "FROM base\n", tmp_path)
+            (tmp_path / "mine").write_text("second\n")
+            other.templates.build(name, "FROM base\nCOPY mine /whose\n", tmp_path)
+            with Sandbox.create(template=name, client=other) as theirs:
+                assert theirs.files.read("/whose") == "second\n"
+            with pytest.raises(InvalidStateError, match="built-in"):
+                other.templates.build("base", "FROM base\n", tmp_path)
+            other.templates.delete(name)
+        with Sandbox.create(template=name, client=client) as mine:
+            assert mine.files.read("/whose") == "first\n"
     finally:
         client.templates.delete(name, force=True)
 
