@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import struct
 from collections import deque
 from typing import Any, NamedTuple
@@ -101,12 +102,34 @@ def encode_frame(header: dict[str, Any], payload: bytes | memoryview = b"") -> b
     return PREFIX.pack(len(raw), len(payload)) + raw + payload
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A JSON escape of a UTF-16 surrogate: how a name that is not UTF-8 (a file called
+b"a\\xff") arrives once Python has decoded it with surrogateescape."""
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _without_surrogates(value: Any) -> Any:
+    """`value` with each lone surrogate replaced by U+FFFD: a str holding one cannot be
+    encoded as UTF-8, so it would fail every response it reached."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_surrogates(k): _without_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def decode_header(raw: bytes) -> dict[str, Any]:
-    """Parse and validate a frame header."""
+    """Parse and validate a frame header; every string in it is valid Unicode."""
     try:
         header = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"frame header is not valid JSON: {exc}") from None
+    if b"\\u" in raw and _SURROGATE_ESCAPE.search(raw):
+        header = _without_surrogates(header)
     if not isinstance(header, dict):
         raise ProtocolError("frame header is not a JSON object")
     sid = header.get("sid")

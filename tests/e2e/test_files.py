@@ -43,6 +43,15 @@ def test_list_stat_exists(sandbox: Sandbox) -> None:
     assert not sandbox.files.exists("/workspace/l/nope")
 
 
+def test_names_that_are_not_utf8_are_listed_with_replacement_characters(
+    sandbox: Sandbox,
+) -> None:
+    """A file name is any bytes; one that is not UTF-8 shows with U+FFFD, never a 500."""
+    sandbox.commands.run("mkdir -p /tmp/odd && touch \"/tmp/odd/$(printf 'a\\377\\376b')\"")
+    entries = sandbox.files.list("/tmp/odd")
+    assert [e.name for e in entries] == ["a\ufffd\ufffdb"]
+
+
 def test_mkdir_and_remove(sandbox: Sandbox) -> None:
     sandbox.files.mkdir("/workspace/a/b/c", parents=True)
     assert sandbox.files.stat("/workspace/a/b/c").type == "dir"
