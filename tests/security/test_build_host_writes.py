@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from sandlot import Sandbox, Sandlot
+from sandlot.core.build_log import BUILD_LOG_MAX_BYTES
 from sandlot.errors import BuildFailedError
 from sandlot.testing import ServerProcess
 
@@ -214,3 +215,22 @@ def test_one_organisations_build_cache_is_never_another_s(
         other.templates.delete(theirs.template, force=True)
     for built in (first, again):
         client.templates.delete(built.template, force=True)
+
+
+def test_a_step_that_prints_without_end_leaves_a_bounded_log(
+    server: ServerProcess, client: Sandlot
+) -> None:
+    """12 MB of RUN output: the host's build log keeps 8 MiB and says it was cut, and
+    the build goes on to its end."""
+    sandlotfile = b"FROM base\nRUN yes sandlot | head -c 12000000\nRUN echo after-the-flood\n"
+    status, started = build(server, {"Sandlotfile": sandlotfile})
+    assert status == 202, started
+    outcome, error = finished(client, str(started["id"]))
+    headers = {"Authorization": f"Bearer {server.api_key}"}
+    with httpx.Client(base_url=server.url, headers=headers, timeout=60) as http:
+        log = http.get(f"/v1/templates/builds/{started['id']}/logs").content
+    client.templates.delete(str(started["name"]), force=True)
+    assert outcome == "ready", error
+    assert BUILD_LOG_MAX_BYTES <= len(log) < BUILD_LOG_MAX_BYTES + 8192, len(log)
+    assert b"[log cut at" in log and b"after-the-flood" not in log
+    assert log.rstrip().splitlines()[-1].startswith(b"Template"), log[-300:]
