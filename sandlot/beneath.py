@@ -24,7 +24,6 @@ import os
 import posixpath
 import stat
 from pathlib import Path
-from types import TracebackType
 
 RESOLVE_NO_XDEV = 0x01
 RESOLVE_NO_MAGICLINKS = 0x02
@@ -90,17 +89,6 @@ class Beneath:
 
     def __init__(self, root: Path | str) -> None:
         self.fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-
-    def __enter__(self) -> Beneath:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -8,7 +8,6 @@ itself carries on (its outcome is still recorded on the build row and in the las
 from __future__ import annotations
 
 from pathlib import Path
-from types import TracebackType
 from typing import TextIO
 
 BUILD_LOG_MAX_BYTES = 8 << 20
@@ -28,15 +27,7 @@ class CappedLog:
     def open(cls, path: Path, limit: int) -> CappedLog:
         return cls(path.open("a", buffering=1, encoding="utf-8", errors="replace"), limit)
 
-    def __enter__(self) -> CappedLog:
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
         self._file.close()
 
     def write(self, text: str) -> int:

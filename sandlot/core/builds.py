@@ -292,6 +292,10 @@ class TemplateBuilds:
 
         self._tasks[build_id] = asyncio.get_running_loop().create_task(run())
 
+    def _log(self, build_id: str) -> contextlib.closing[CappedLog]:
+        """The build's log, bounded, for a `with` block."""
+        return contextlib.closing(CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES))
+
     def _log_path(self, build_id: str) -> Path:
         return self.logs_root / f"{build_id}.log"
 
@@ -314,7 +318,9 @@ class TemplateBuilds:
         context_dir: Path,
         no_cache: bool,
     ) -> None:
-        with CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES) as out:
+        with contextlib.closing(
+            CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES)
+        ) as out:
             try:
                 base = self.service.visible_template(org_id, instructions[0].text.strip())
                 state = BuildState(
@@ -590,7 +596,9 @@ class TemplateBuilds:
         )
 
     async def _import(self, build_id: str, org_id: str, name: str, archive: Path) -> None:
-        with CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES) as out:
+        with contextlib.closing(
+            CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES)
+        ) as out:
             try:
                 out.write(f"Importing {archive.name}\n")
                 config, layers = await asyncio.to_thread(
@@ -637,7 +645,7 @@ def _sandlotfile(context: Path, file: str) -> str:
     if relative.is_absolute() or ".." in relative.parts:
         raise InvalidConfigError(f"the Sandlotfile path {file!r} must be inside the context")
     try:
-        with Beneath(context) as tree:
+        with contextlib.closing(Beneath(context)) as tree:
             data = tree.read_bytes(file, SANDLOTFILE_MAX_BYTES)
     except FileTooLarge:
         raise InvalidConfigError(

@@ -20,6 +20,7 @@ import pytest
 from sandlot import Sandbox, Sandlot
 from sandlot.runtime.runsc import runsc_version
 from sandlot.testing import ServerProcess, ensure_base_template
+from tests.security.probes import other_org_key
 
 RUNTIMES = ["oci", "runsc"]
 
@@ -61,6 +62,13 @@ def sandbox(client: Sandlot, runtime: str) -> Iterator[Sandbox]:
     assert sbx.info.runtime == runtime
     yield sbx
     sbx.kill()
+
+
+@pytest.fixture
+def bystander(client: Sandlot, server: ServerProcess) -> Iterator[Sandbox]:
+    """A sandbox of another organisation, whose pace a flood must not change."""
+    with Sandlot(server.url, other_org_key(client)) as other, Sandbox.create(client=other) as sbx:
+        yield sbx
 
 
 @pytest.fixture

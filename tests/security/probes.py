@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import statistics
+import time
 from pathlib import Path
 from typing import Any
 
-from sandlot import Sandbox
+from sandlot import Sandbox, Sandlot
 from sandlot.runtime.cgroups import cgroup_dirs
 from sandlot.runtime.oci import run_root_for
 from sandlot.testing import ServerProcess
@@ -46,3 +49,19 @@ def host_memory_limit(server: ServerProcess, sandbox_id: str) -> int:
         return int(host_cgroup_file(server, sandbox_id, "memory.max").read_text())
     except LookupError:
         return int(host_cgroup_file(server, sandbox_id, "memory.limit_in_bytes").read_text())
+
+
+def exec_p50(sbx: Sandbox, runs: int = 5) -> float:
+    """Median seconds of `true` through the SDK: a bystander's pace during a flood."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        sbx.commands.run("true")
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def other_org_key(admin: Sandlot, prefix: str = "bystander") -> str:
+    """An API key of a new organisation, made with the admin key of `admin`'s server."""
+    org = admin.orgs.create(f"{prefix}-{secrets.token_hex(4)}")
+    return admin.keys.create(org.id, name="k").key

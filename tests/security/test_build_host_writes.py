@@ -91,6 +91,15 @@ def build(
     return 202, {"id": body["data"]["id"], "name": name}
 
 
+def build_failure(server: ServerProcess, client: Sandlot, members: dict[str, bytes | str]) -> str:
+    """Why a build of `members`, accepted, then failed."""
+    status, started = build(server, members)
+    assert status == 202, started
+    outcome, why = finished(client, str(started["id"]))
+    assert outcome == "failed" and why is not None, (outcome, why)
+    return why
+
+
 def finished(client: Sandlot, build_id: str) -> tuple[str, str | None]:
     try:
         info = client.templates.wait(build_id)
@@ -151,11 +160,8 @@ def test_a_symlink_placed_by_a_copy_is_never_followed_by_a_later_write(
         "b/lnk/": b"",
         "b/lnk/f": b"planted\n",
     }
-    status, started = build(server, members)
-    assert status == 202, started
-    outcome, why = finished(client, str(started["id"]))
-    assert outcome == "failed"
-    assert why is not None and "/dest/lnk is not a directory" in why, why
+    why = build_failure(server, client, members)
+    assert "/dest/lnk is not a directory" in why, why
     assert host_dir.state() == before
     assert not (host_dir.path / "f").exists() and not Path("/f").exists()
     now = os.lstat("/")
@@ -173,11 +179,8 @@ def test_a_source_through_a_symlinked_directory_is_refused(
         "Sandlotfile": b"FROM base\nCOPY sub/x /stolen\n",
         "sub": f"-> {host_dir.path}",
     }
-    status, started = build(server, members)
-    assert status == 202, started
-    outcome, why = finished(client, str(started["id"]))
-    assert outcome == "failed"
-    assert why is not None and "goes through a symlink in the build context" in why, why
+    why = build_failure(server, client, members)
+    assert "goes through a symlink in the build context" in why, why
     assert "rootsecret" not in why
 
 

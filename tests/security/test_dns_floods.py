@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import socket
 import statistics
 import threading
@@ -26,6 +25,7 @@ import pytest
 from sandlot import Sandbox, Sandlot
 from sandlot.network.resolver import MAX_TCP_PER_SOURCE, TCP_IDLE_TIMEOUT
 from sandlot.testing import ServerProcess, ensure_base_template
+from tests.security.probes import exec_p50, other_org_key
 
 
 class StandInUpstream:
@@ -135,20 +135,12 @@ def nft_processes() -> int:
     return count
 
 
-def exec_p50(sbx: Sandbox, runs: int = 15) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        sbx.commands.run("true")
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
 @pytest.fixture(scope="module")
 def bystander(dns_client: Sandlot, dns_server: ServerProcess) -> Iterator[Sandbox]:
-    org = dns_client.orgs.create(f"bystander-{secrets.token_hex(4)}")
-    key = dns_client.keys.create(org.id, name="k").key
-    with Sandlot(dns_server.url, key) as other, Sandbox.create(client=other) as sbx:
+    with (
+        Sandlot(dns_server.url, other_org_key(dns_client)) as other,
+        Sandbox.create(client=other) as sbx,
+    ):
         yield sbx
 
 
@@ -156,7 +148,7 @@ def bystander(dns_client: Sandlot, dns_server: ServerProcess) -> Iterator[Sandbo
 def test_a_flood_of_new_names_runs_one_nft_at_a_time(
     dns_client: Sandlot, upstream: StandInUpstream, bystander: Sandbox, default: str
 ) -> None:
-    idle = exec_p50(bystander)
+    idle = exec_p50(bystander, 15)
     egress = {"default": default, "allow": ["*.flood.test"]}
     with Sandbox.create(client=dns_client, network={"egress": egress}) as sbx:
         sbx.files.write("/tmp/flood.py", FLOOD)

@@ -18,6 +18,7 @@ import pytest
 
 from sandlot import Sandbox, Sandlot
 from sandlot.testing import ServerProcess, ensure_base_template
+from tests.security.probes import other_org_key
 
 MIB = 1 << 20
 
@@ -94,8 +95,7 @@ def test_an_organisation_keeps_its_events_within_its_budget_and_others_keep_thei
     with Sandlot(budget_server.url, budget_server.api_key) as admin:
         org = admin.orgs.create(f"budget-{secrets.token_hex(4)}")
         key = admin.keys.create(org.id, name="k").key
-        bystander_org = admin.orgs.create(f"bystander-{secrets.token_hex(4)}")
-        bystander_key = admin.keys.create(bystander_org.id, name="k").key
+        bystander_key = other_org_key(admin)
     with Sandlot(budget_server.url, bystander_key) as other, Sandbox.create(client=other) as quiet:
         flood(quiet, 2)
         time.sleep(1)

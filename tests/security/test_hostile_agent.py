@@ -12,42 +12,23 @@ from __future__ import annotations
 
 import os
 import random
-import secrets
 import statistics
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
-import pytest
 
 from sandlot import Sandbox, Sandlot
 from sandlot.runtime.agent_client import CALL_TIMEOUT
 from sandlot.runtime.oci import RUN_BASE
 from sandlot.testing import ServerProcess, process_memory_mb
+from tests.security.probes import exec_p50
 
 FAKE_AGENT = Path(__file__).with_name("fake_agent.py")
 SEED = int(os.environ.get("SANDLOT_FUZZ_SEED", random.randrange(1 << 30)))
 ATTACK_SECONDS = 25.0
-
-
-@pytest.fixture
-def bystander(client: Sandlot, server: ServerProcess) -> Iterator[Sandbox]:
-    org = client.orgs.create(f"bystander-{secrets.token_hex(4)}")
-    key = client.keys.create(org.id, name="k").key
-    with Sandlot(server.url, key) as other, Sandbox.create(client=other) as sbx:
-        yield sbx
-
-
-def exec_p50(sbx: Sandbox, runs: int = 5) -> float:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        sbx.commands.run("true")
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def poke(server: ServerProcess, sandbox_id: str, n: int) -> tuple[float, int, dict[str, object]]:

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import ctypes
 import os
-import secrets
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from sandlot import Sandbox, Sandlot
 from sandlot.runtime.userns import has_sys_resource
-from sandlot.testing import ServerProcess
 
 HOLD_INOTIFY = """
 import ctypes, sys, time
@@ -57,14 +54,6 @@ for i in range(int(sys.argv[1])):
     opened += 1
 print(opened, err)
 """
-
-
-@pytest.fixture
-def bystander(client: Sandlot, server: ServerProcess) -> Iterator[Sandbox]:
-    org = client.orgs.create(f"bystander-{secrets.token_hex(4)}")
-    key = client.keys.create(org.id, name="k").key
-    with Sandlot(server.url, key) as other, Sandbox.create(client=other) as sbx:
-        yield sbx
 
 
 def host_inotify_init() -> tuple[int, int]:
