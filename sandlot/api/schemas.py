@@ -13,13 +13,13 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from sandlot.core import resources as limits
 from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView, StartProcess
 from sandlot.core.ssh_access import SshKey
-from sandlot.core.states import SandboxStatus
 from sandlot.core.usage import UsageRecord
-from sandlot.network.policy import NetworkPolicy
-from sandlot.runtime.spec import Resources
+from sandlot.domain import resources as limits
+from sandlot.domain.network_policy import NetworkPolicy
+from sandlot.domain.resources import Resources
+from sandlot.domain.states import SandboxStatus
 
 T = TypeVar("T")
 

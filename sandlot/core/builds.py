@@ -27,10 +27,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from sandlot.beneath import Beneath, FileTooLarge, inside
-from sandlot.core import ids
 from sandlot.core.build_log import BUILD_LOG_MAX_BYTES, CappedLog
 from sandlot.core.incidents import internal_error, public_reason
 from sandlot.core.models import CreateSandbox, StartProcess
+from sandlot.domain import ids
+from sandlot.domain.resources import Resources
 from sandlot.errors import (
     BuildNotFoundError,
     InvalidConfigError,
@@ -39,7 +40,6 @@ from sandlot.errors import (
     TemplateNotFoundError,
 )
 from sandlot.runtime.base import BackendError
-from sandlot.runtime.spec import Resources
 from sandlot.store import builds as build_rows
 from sandlot.store.tables import TemplateBuildRow
 from sandlot.templates import sandlotfile as sf

@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandlot.domain.resources import SANDBOX_PIDS, Resources
 from sandlot.errors import ResourceExhaustedError
-from sandlot.runtime.spec import SANDBOX_PIDS, Resources, host_cpus
+from sandlot.runtime.spec import host_cpus
 
 HOST_PIDS_RESERVED = 8192
 """Pids never promised to sandboxes: the server, its helpers and the host's own."""

@@ -25,14 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
-from sandlot.core import ids
 from sandlot.core.events import Event
 from sandlot.core.incidents import public_reason
 from sandlot.core.models import CreateSandbox, SandboxView
 from sandlot.core.patches import Patcher
 from sandlot.core.pool import plug
 from sandlot.core.quotas import SnapshotQuota, check_snapshot_quota
-from sandlot.core.states import SandboxStatus, check_transition, require_running
+from sandlot.domain import ids
+from sandlot.domain.resources import Resources
+from sandlot.domain.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
     InvalidConfigError,
     InvalidStateError,
@@ -42,7 +43,6 @@ from sandlot.errors import (
     SnapshotNotFoundError,
 )
 from sandlot.runtime.base import BackendError, RuntimeStatus
-from sandlot.runtime.spec import Resources
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store import snapshots as snapshot_rows
 from sandlot.store.tables import SnapshotRow

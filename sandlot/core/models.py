@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sandlot.core.states import SandboxStatus
-from sandlot.network.policy import NetworkPolicy
-from sandlot.runtime.spec import Resources
+from sandlot.domain.network_policy import NetworkPolicy
+from sandlot.domain.resources import Resources
+from sandlot.domain.states import SandboxStatus
 from sandlot.store.tables import SandboxRow
 
 

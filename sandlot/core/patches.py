@@ -18,18 +18,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sandlot.core import ids
 from sandlot.core.events import Event
 from sandlot.core.incidents import public_reason
 from sandlot.core.keyed_locks import KeyedLocks
 from sandlot.core.models import CreateSandbox
+from sandlot.domain import ids
+from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.errors import (
     InvalidConfigError,
     ResourceExhaustedError,
     SandlotError,
     SnapshotNotFoundError,
 )
-from sandlot.network.policy import NetworkPolicy
 from sandlot.runtime.base import BackendError
 from sandlot.runtime.disks import bytes_used
 from sandlot.store import sandboxes as sandbox_rows

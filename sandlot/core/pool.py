@@ -19,13 +19,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandlot.core import ids
-from sandlot.core.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_VCPUS
 from sandlot.core.session import SandboxSession
+from sandlot.domain import ids
+from sandlot.domain.network_policy import NetworkPolicy
+from sandlot.domain.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_VCPUS, Resources
 from sandlot.network.manager import NetworkManager
-from sandlot.network.policy import NetworkPolicy
 from sandlot.runtime.base import AgentEndpoint, BackendError, Runtime
-from sandlot.runtime.spec import Resources, SandboxSpec
+from sandlot.runtime.spec import SandboxSpec
 from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from sandlot.core.events import Event, EventBus
+from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.errors import AuthenticationError, PortNotExposedError
-from sandlot.network.policy import NetworkPolicy
 from sandlot.store import ports as port_rows
 from sandlot.store.database import Database
 from sandlot.store.tables import PortRow

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from sandlot.domain.resources import Resources
 from sandlot.errors import ResourceExhaustedError
-from sandlot.runtime.spec import Resources
 
 
 @dataclass(frozen=True)

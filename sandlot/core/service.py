@@ -22,7 +22,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from sandlot.core import ids
 from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity, Placed
 from sandlot.core.denied_names import DeniedNames
@@ -51,8 +50,11 @@ from sandlot.core.pool import (
 from sandlot.core.previews import Auth, Exposure, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
-from sandlot.core.states import SandboxStatus, check_transition, require_running
 from sandlot.core.usage import UsageRecord, usage_in_window
+from sandlot.domain import ids
+from sandlot.domain.network_policy import NetworkPolicy
+from sandlot.domain.resources import Resources
+from sandlot.domain.states import SandboxStatus, check_transition, require_running
 from sandlot.errors import (
     CommandTimeoutError,
     InvalidConfigError,
@@ -62,9 +64,7 @@ from sandlot.errors import (
     TemplateNotFoundError,
 )
 from sandlot.network.manager import NetworkManager
-from sandlot.network.policy import NetworkPolicy
 from sandlot.runtime.base import Runtime, RuntimeStatus
-from sandlot.runtime.spec import Resources
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
 from sandlot.store.tables import Org, SandboxRow

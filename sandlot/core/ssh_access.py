@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from sandlot.core.passwords import verify_password
-from sandlot.core.states import SandboxStatus
+from sandlot.domain.states import SandboxStatus
 from sandlot.errors import InvalidConfigError, InvalidStateError, SshKeyNotFoundError
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store import ssh_keys as key_rows

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sandlot.network.policy import EgressPolicy
+from sandlot.domain.network_policy import EgressPolicy
 
 FAMILY = "inet"
 METADATA = ipaddress.IPv4Network("169.254.0.0/16")

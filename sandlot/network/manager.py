@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.network import firewall, links, netns
 from sandlot.network.addresses import AddressPool
 from sandlot.network.admissions import AdmissionBatcher
-from sandlot.network.policy import NetworkPolicy
 from sandlot.network.resolver import Resolver, Verdict, host_upstreams
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage
+from sandlot.domain.resources import Resources
+from sandlot.runtime.spec import SandboxSpec, SandboxUsage
 
 
 class RuntimeStatus(enum.Enum):

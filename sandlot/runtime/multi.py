@@ -14,6 +14,7 @@ import builtins
 import contextlib
 from pathlib import Path
 
+from sandlot.domain.resources import Resources
 from sandlot.runtime.base import (
     AgentEndpoint,
     BackendError,
@@ -22,7 +23,7 @@ from sandlot.runtime.base import (
     RuntimeStatus,
 )
 from sandlot.runtime.oci import OciRuntime
-from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage
+from sandlot.runtime.spec import SandboxSpec, SandboxUsage
 
 MARKER = "runtime"
 """The file, in a sandbox's disk directory and in a snapshot, naming its backend."""

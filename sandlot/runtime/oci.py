@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import sandlot.agent
+from sandlot.domain.resources import Resources
 from sandlot.runtime.base import (
     AgentEndpoint,
     BackendError,
@@ -59,7 +60,7 @@ from sandlot.runtime.criu import CriuCheck, find_criu
 from sandlot.runtime.disks import bytes_used, copy_disk, create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mount_overlay, mount_tmpfs, mounts_under, syncfs, unmount
 from sandlot.runtime.reaping import become_subreaper, is_zombie, reap
-from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage, host_cpus
+from sandlot.runtime.spec import SandboxSpec, SandboxUsage, host_cpus
 from sandlot.runtime.userns import (
     NS_FILE,
     NamespaceOwners,

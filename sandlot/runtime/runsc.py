@@ -43,12 +43,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from sandlot.domain.resources import Resources
 from sandlot.runtime.base import BackendError, Capabilities
 from sandlot.runtime.bundle import USERNS_SIZE
 from sandlot.runtime.cgroups import inherit_cpusets
 from sandlot.runtime.oci import OciRuntime, _fresh_dir
 from sandlot.runtime.reaping import is_zombie, reap, reap_orphans
-from sandlot.runtime.spec import Resources
 
 DEFAULT_PLATFORM = "systrap"
 """Needs no /dev/kvm and is fast on current kernels; ptrace is the slow fallback."""

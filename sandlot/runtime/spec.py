@@ -6,21 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandlot.domain.resources import Resources
+
 
 def host_cpus() -> list[int]:
     return sorted(os.sched_getaffinity(0))
-
-
-SANDBOX_PIDS = 4096
-"""Every sandbox's pids.max."""
-
-
-@dataclass(frozen=True)
-class Resources:
-    vcpus: int
-    memory_mb: int
-    disk_mb: int
-    pids: int = SANDBOX_PIDS
 
 
 @dataclass(frozen=True)

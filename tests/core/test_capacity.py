@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 
 from sandlot.core.capacity import Capacity, Placed
+from sandlot.domain.resources import Resources
 from sandlot.errors import ResourceExhaustedError
-from sandlot.runtime.spec import Resources
 
 
 def capacity(tmp_path: Path, cpus: list[int], memory_mb: int) -> Capacity:

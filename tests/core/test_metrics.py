@@ -6,8 +6,9 @@ from pathlib import Path
 
 from sandlot.core.events import EventBus
 from sandlot.core.metrics import MetricsSampler, Sampled
+from sandlot.domain.resources import Resources
 from sandlot.runtime.base import RuntimeSandbox, RuntimeStatus
-from sandlot.runtime.spec import Resources, SandboxSpec, SandboxUsage
+from sandlot.runtime.spec import SandboxSpec, SandboxUsage
 
 
 class ReadingsRuntime:

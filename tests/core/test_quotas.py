@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 
 from sandlot.core.quotas import Quota, SnapshotQuota, check_quota, check_snapshot_quota
+from sandlot.domain.resources import Resources
 from sandlot.errors import ResourceExhaustedError
-from sandlot.runtime.spec import Resources
 
 
 def r(vcpus: int, memory_mb: int) -> Resources:

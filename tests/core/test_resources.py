@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from sandlot.core.ids import SANDBOX_ID_PATTERN, new_sandbox_id
-from sandlot.core.resources import check_range, parse_size_mb
+from sandlot.domain.ids import SANDBOX_ID_PATTERN, new_sandbox_id
+from sandlot.domain.resources import check_range, parse_size_mb
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sandlot.core.states import TRANSITIONS, SandboxStatus, check_transition, require_running
+from sandlot.domain.states import TRANSITIONS, SandboxStatus, check_transition, require_running
 from sandlot.errors import InvalidStateError
 
 

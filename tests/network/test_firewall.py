@@ -7,8 +7,8 @@ import ipaddress
 import json
 from typing import Any
 
+from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.network import firewall
-from sandlot.network.policy import NetworkPolicy
 
 POOL = ipaddress.IPv4Network("10.88.0.0/16")
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sandlot.domain.network_policy import DEFAULT_PREVIEW_PORTS, NetworkPolicy
 from sandlot.errors import InvalidConfigError
-from sandlot.network.policy import DEFAULT_PREVIEW_PORTS, NetworkPolicy
 
 
 def policy(**egress: object) -> NetworkPolicy:

@@ -7,7 +7,7 @@ import dns.asyncquery
 import dns.message
 import dns.rcode
 
-from sandlot.network.policy import NetworkPolicy
+from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.network.resolver import Resolver, Verdict
 
 POLICY = NetworkPolicy.parse({"egress": {"default": "deny", "allow": ["*.allowed.test"]}})

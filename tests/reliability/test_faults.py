@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandlot.core.resources import DISK_MB_MIN
+from sandlot.domain.resources import DISK_MB_MIN
 from sandlot.runtime.oci import state_root_for
 from sandlot.testing import ServerProcess, ensure_base_template
 from tests.e2e.test_cleanup_and_restart import doctor_check, host_traces

@@ -16,7 +16,7 @@ from sandlot.api.schemas import (
     SandboxOut,
     UsageOut,
 )
-from sandlot.core.states import SandboxStatus
+from sandlot.domain.states import SandboxStatus
 
 router = APIRouter(prefix="/v1/sandboxes", tags=["sandboxes"])
 

@@ -1,13 +1,25 @@
-"""Resource sizes: parsing "4GB"-style strings and the bounds a sandbox may ask for."""
+"""What a sandbox may use: its limits, their bounds, and "4GB"-style sizes."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 VCPUS_MIN, VCPUS_MAX = 1, 8
 MEMORY_MB_MIN, MEMORY_MB_MAX = 128, 16 * 1024
 DISK_MB_MIN, DISK_MB_MAX = 1024, 100 * 1024
 DEFAULT_VCPUS, DEFAULT_MEMORY_MB, DEFAULT_DISK_MB = 1, 512, 10 * 1024
+SANDBOX_PIDS = 4096
+"""Every sandbox's pids.max."""
+
+
+@dataclass(frozen=True)
+class Resources:
+    vcpus: int
+    memory_mb: int
+    disk_mb: int
+    pids: int = SANDBOX_PIDS
+
 
 _UNITS_MB = {"k": 1 / 1024, "m": 1, "g": 1024, "t": 1024 * 1024}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt])?i?b?\s*$", re.IGNORECASE)
