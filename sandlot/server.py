@@ -21,6 +21,7 @@ from sandlot.core.previews import PreviewConfig, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota
 from sandlot.core.service import SandboxService
 from sandlot.core.ssh_access import SshAccess
+from sandlot.core.tenancy import Tenancy
 from sandlot.edge.front import ClientConnections, FrontProtocol
 from sandlot.edge.proxy import PreviewRoutes
 from sandlot.edge.ssh import SshGateway
@@ -32,7 +33,6 @@ from sandlot.runtime.catalog import describe_runtimes
 from sandlot.runtime.multi import MultiRuntime
 from sandlot.runtime.oci import OciRuntime, run_root_for
 from sandlot.runtime.runsc import RunscRuntime, runsc_version
-from sandlot.store import keys
 from sandlot.store.database import Database, migrate
 from sandlot.templates.builder import build_template
 from sandlot.templates.recipe import RECIPES
@@ -76,11 +76,9 @@ def open_database(settings: Settings) -> Database:
 
 def ensure_admin_key(db: Database, key_file: Path) -> str | None:
     """Create the admin organisation and key on first start; returns the new key, else None."""
-    with db.session() as s:
-        if keys.get_org_by_name(s, keys.OPERATOR_ORG) is not None:
-            return None
-        org = keys.create_org(s, keys.OPERATOR_ORG)
-        _, secret = keys.create_key(s, org.id, "admin")
+    secret = Tenancy(db).ensure_operator()
+    if secret is None:
+        return None
     key_file.touch(mode=0o600)
     key_file.write_text(secret + "\n")
     key_file.chmod(0o600)

@@ -32,6 +32,7 @@ from sandlot.api.routes import (
 from sandlot.api.routes.ssh import SshEndpoint
 from sandlot.core.service import SandboxService
 from sandlot.core.ssh_access import SshAccess
+from sandlot.core.tenancy import Tenancy
 from sandlot.store.database import Database
 
 log = logging.getLogger(__name__)
@@ -87,7 +88,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.service = service
-    app.state.authenticator = Authenticator(db, limiter)
+    app.state.authenticator = Authenticator(Tenancy(db), limiter)
     app.state.ssh_access = SshAccess(db)
     app.state.ssh = ssh_endpoint
     install_error_handlers(app)

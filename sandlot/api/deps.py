@@ -10,9 +10,8 @@ from fastapi import Depends, FastAPI, Header, Request, WebSocket
 
 from sandlot.api.ratelimit import RateLimiter
 from sandlot.core.service import SandboxService
+from sandlot.core.tenancy import Tenancy
 from sandlot.errors import AuthenticationError, PermissionDeniedError
-from sandlot.store import keys as key_rows
-from sandlot.store.database import Database
 
 KEY_CACHE_SECONDS = 5.0
 
@@ -30,8 +29,8 @@ class Authenticator:
     A revoked key therefore stops working within KEY_CACHE_SECONDS.
     """
 
-    def __init__(self, db: Database, limiter: RateLimiter | None = None) -> None:
-        self.db = db
+    def __init__(self, tenancy: Tenancy, limiter: RateLimiter | None = None) -> None:
+        self.tenancy = tenancy
         self.limiter = limiter or RateLimiter(0, 0)
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._operator: str | None = None
@@ -46,20 +45,17 @@ class Authenticator:
         if cached is not None and cached[0] > now:
             principal = cached[1]
         else:
-            with self.db.session() as s:
-                row = key_rows.find_key(s, secret)
-                if row is None:
-                    raise AuthenticationError("invalid or revoked API key")
-                principal = Principal(row.org_id, row.id, tuple(row.scopes))
+            key = self.tenancy.key_for(secret)
+            if key is None:
+                raise AuthenticationError("invalid or revoked API key")
+            principal = Principal(key.org_id, key.id, key.scopes)
             self._cache[secret] = (now + KEY_CACHE_SECONDS, principal)
         self.limiter.check(principal.key_id)
         return principal
 
     def operator_org_id(self) -> str | None:
         if self._operator is None:
-            with self.db.session() as s:
-                org = key_rows.get_org_by_name(s, key_rows.OPERATOR_ORG)
-                self._operator = org.id if org else None
+            self._operator = self.tenancy.operator_org_id()
         return self._operator
 
     def forget(self, key_id: str) -> None:
