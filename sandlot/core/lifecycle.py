@@ -135,7 +135,7 @@ class Lifecycle:
                 return view
             require_running(sandbox_id, view.status)
             mode = self.mode(sandbox_id)
-            svc._set_status(
+            svc.status.set(
                 sandbox_id,
                 SandboxStatus.PAUSED,
                 reason=reason,
@@ -155,7 +155,7 @@ class Lifecycle:
                     await self.runtime.freeze(sandbox_id)
             except (BackendError, OSError) as exc:
                 if mode == FREEZE:
-                    svc._set_status(sandbox_id, SandboxStatus.RUNNING, changes=_NOT_PAUSED)
+                    svc.status.set(sandbox_id, SandboxStatus.RUNNING, changes=_NOT_PAUSED)
                     await svc.reconnect(sandbox_id)
                     why = public_reason(exc, f"freezing {sandbox_id}")
                     raise SandboxUnavailableError(f"could not pause {sandbox_id}: {why}") from exc
@@ -210,7 +210,7 @@ class Lifecycle:
         if view.paused_at is not None:
             paused_for = int((datetime.now(UTC) - view.paused_at).total_seconds() * 1000)
         self.service.last_activity[view.id] = time.monotonic()
-        return self.service._set_status(
+        return self.service.status.set(
             view.id,
             SandboxStatus.RUNNING,
             reason=reason,
@@ -309,7 +309,7 @@ class Lifecycle:
         if view.status is SandboxStatus.RUNNING:
             if host is RuntimeStatus.CHECKPOINTED:
                 # A resume cut short: the dump is still whole on disk.
-                svc._set_status(
+                svc.status.set(
                     sandbox_id,
                     SandboxStatus.PAUSED,
                     reason="a resume was interrupted by a restart",
@@ -479,7 +479,7 @@ class Lifecycle:
                 await svc.restart_from(view, self.snapshot_dir(snap.id))
             except (BackendError, OSError) as exc:
                 why = public_reason(exc, f"rolling {sandbox_id} back to {snap.id}")
-                svc._set_status(
+                svc.status.set(
                     sandbox_id, SandboxStatus.ERROR, reason=f"rollback failed: {why}", ended=True
                 )
                 raise SandboxUnavailableError(

@@ -50,11 +50,12 @@ from sandlot.core.pool import (
 from sandlot.core.previews import Auth, Exposure, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
+from sandlot.core.transitions import StatusWriter
 from sandlot.core.usage import UsageRecord, usage_in_window
 from sandlot.domain import ids
 from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.domain.resources import Resources
-from sandlot.domain.states import SandboxStatus, check_transition, require_running
+from sandlot.domain.states import SandboxStatus, require_running
 from sandlot.errors import (
     CommandTimeoutError,
     InvalidConfigError,
@@ -118,6 +119,7 @@ class SandboxService:
         previews: Previews | None = None,
     ) -> None:
         self.db = db
+        self.status = StatusWriter(db, events)
         self.network = network
         self.previews = previews
         self._denied_until: dict[str, DeniedNames] = {}
@@ -230,7 +232,7 @@ class SandboxService:
             if warm is not None and self.pool is not None:
                 self.pool.put_back(template, warm)
             raise
-        self._publish_status(org_id, sandbox_id, SandboxStatus.CREATING)
+        self.status.publish(org_id, sandbox_id, SandboxStatus.CREATING)
         try:
             if warm is not None:
                 await self.runtime.update(sandbox_id, request.resources, cpus)
@@ -257,7 +259,7 @@ class SandboxService:
                 if isinstance(exc, asyncio.CancelledError)
                 else public_reason(exc, f"starting {sandbox_id}")
             )
-            self._set_status(sandbox_id, SandboxStatus.ERROR, reason=f"failed to start: {why}")
+            self.status.set(sandbox_id, SandboxStatus.ERROR, reason=f"failed to start: {why}")
             if isinstance(exc, (SandlotError, asyncio.CancelledError)):
                 raise
             raise SandboxUnavailableError(
@@ -268,7 +270,7 @@ class SandboxService:
         self.last_activity[sandbox_id] = time.monotonic()
         if snapshot is None:  # a snapshot's processes were started long ago
             await self._start_template(org_id, sandbox_id, template, session, request.env)
-        return self._set_status(
+        return self.status.set(
             sandbox_id,
             SandboxStatus.RUNNING,
             started=True,
@@ -303,7 +305,7 @@ class SandboxService:
         except BaseException:
             await self._forget(sandbox_id)
             await self._destroy_on_host(sandbox_id)
-            self._set_status(sandbox_id, SandboxStatus.ERROR, reason="its template never got ready")
+            self.status.set(sandbox_id, SandboxStatus.ERROR, reason="its template never got ready")
             raise
 
     async def _wait_ready(
@@ -404,10 +406,10 @@ class SandboxService:
             if view.status is SandboxStatus.TERMINATED:
                 return view
             if view.status is not SandboxStatus.STOPPING:  # else: a destroy that failed before
-                self._set_status(sandbox_id, SandboxStatus.STOPPING)
+                self.status.set(sandbox_id, SandboxStatus.STOPPING)
             await self._forget(sandbox_id)
             await self._destroy_on_host(sandbox_id)
-            return self._set_status(sandbox_id, SandboxStatus.TERMINATED, reason=reason, ended=True)
+            return self.status.set(sandbox_id, SandboxStatus.TERMINATED, reason=reason, ended=True)
 
     def get(self, org_id: str | None, sandbox_id: str) -> SandboxView:
         with self.db.session() as s:
@@ -682,7 +684,7 @@ class SandboxService:
                     reason = f"agent unreachable after restart: {exc.message}"
             elif status is SandboxStatus.STOPPING:
                 await self._destroy_on_host(sandbox_id)
-                self._set_status(
+                self.status.set(
                     sandbox_id, SandboxStatus.TERMINATED, reason="destroyed", ended=True
                 )
                 continue
@@ -691,7 +693,7 @@ class SandboxService:
             else:
                 reason = f"sandbox was {status.value} but the runtime reports {host_status.value}"
             await self._destroy_on_host(sandbox_id)
-            self._set_status(sandbox_id, SandboxStatus.ERROR, reason=reason, ended=True)
+            self.status.set(sandbox_id, SandboxStatus.ERROR, reason=reason, ended=True)
             log.warning("sandbox %s: %s", sandbox_id, reason)
         for leftover in on_host:
             log.info("removing leftover sandbox %s", leftover)
@@ -725,7 +727,7 @@ class SandboxService:
             if lost_agent and await self.runtime.status(sandbox_id) is not RuntimeStatus.RUNNING:
                 await self._forget(sandbox_id)
                 await self._destroy_on_host(sandbox_id)
-                self._set_status(
+                self.status.set(
                     sandbox_id,
                     SandboxStatus.ERROR,
                     reason="sandbox stopped unexpectedly",
@@ -897,68 +899,3 @@ class SandboxService:
     def lock(self, sandbox_id: str) -> contextlib.AbstractAsyncContextManager[None]:
         """Serialises transitions of one sandbox (pause, snapshot, destroy, ...)."""
         return self._locks.hold(sandbox_id)
-
-    def _set_status(
-        self,
-        sandbox_id: str,
-        status: SandboxStatus,
-        *,
-        reason: str | None = None,
-        started: bool = False,
-        ended: bool = False,
-        changes: dict[str, Any] | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> SandboxView:
-        """Persist a transition (with other column `changes` in the same write) and
-        publish it, with `extra` figures in the event."""
-        with self.db.session() as s:
-            row = sandbox_rows.get(s, sandbox_id)
-            if row is None:
-                raise SandboxNotFoundError(f"sandbox {sandbox_id} does not exist")
-            check_transition(sandbox_id, SandboxStatus(row.status), status)
-            row.status = status.value
-            row.status_reason = reason
-            for column, value in (changes or {}).items():
-                setattr(row, column, value)
-            now = datetime.now(UTC)
-            if started:
-                row.started_at = now
-            if ended:
-                row.ended_at = now
-            view = SandboxView.of(row)
-        extra = dict(extra or {})
-        if ended and view.started_at is not None and view.ended_at is not None:
-            # Time spent running: a paused sandbox holds no CPU (nor, checkpointed, memory).
-            wall = (view.ended_at - view.started_at).total_seconds()
-            paused_ms = view.paused_ms
-            if view.paused_at is not None:  # ended while paused
-                paused_ms += int((view.ended_at - view.paused_at).total_seconds() * 1000)
-            runtime = max(wall - paused_ms / 1000, 0.0)
-            extra["runtimeDurationMs"] = round(runtime * 1000, 1)
-            extra["pausedDurationMs"] = paused_ms
-            res = view.resources
-            self.events.publish(
-                Event(
-                    "cost.runtime",
-                    sandbox_id,
-                    view.org_id,
-                    {
-                        "runtimeSeconds": round(runtime, 3),
-                        "vcpuSeconds": round(runtime * res.vcpus, 3),
-                        "memoryMbSeconds": round(runtime * res.memory_mb, 3),
-                    },
-                )
-            )
-        self._publish_status(view.org_id, sandbox_id, status, reason, extra)
-        return view
-
-    def _publish_status(
-        self,
-        org_id: str,
-        sandbox_id: str,
-        status: SandboxStatus,
-        reason: str | None = None,
-        extra: dict[str, Any] | None = None,
-    ) -> None:
-        data = {"status": status.value, "reason": reason, **(extra or {})}
-        self.events.publish(Event("status", sandbox_id, org_id, data))
