@@ -137,7 +137,7 @@ class TemplateBuilds:
             text = _sandlotfile(context, file)
             instructions = sf.parse(text)
             self._check_name(org_id, name)
-            self.service.visible_template(org_id, instructions[0].text.strip())
+            self.service.catalog.visible(org_id, instructions[0].text.strip())
         except sf.SandlotfileError as exc:
             _remove(context)
             raise InvalidConfigError(f"Sandlotfile {exc}", details={"line": exc.line}) from None
@@ -223,18 +223,15 @@ class TemplateBuilds:
 
     # ---- templates an organisation sees --------------------------------------------
 
-    def list_templates(self, org_id: str | None) -> list[Template]:
-        return [t for t in self.templates.list() if t.visible_to(org_id)]
-
     def delete(self, org_id: str | None, name: str, force: bool) -> None:
         """Refused while sandboxes or snapshots use the template, unless forced; forced,
         the layers they run on stay until nothing uses them."""
-        template = self.service.visible_template(org_id, name)
+        template = self.service.catalog.visible(org_id, name)
         if template.owner is None and org_id is not None:
             raise InvalidStateError(
                 f"template {name!r} is built in and cannot be deleted by an organisation"
             )
-        users = self.service.template_users(template)
+        users = self.service.catalog.users(template)
         if users and not force:
             raise InvalidStateError(
                 f"template {name!r} is used by {len(users)} sandboxes or snapshots "
@@ -242,7 +239,7 @@ class TemplateBuilds:
                 details={"template": name, "usedBy": users},
             )
         self.templates.remove(name, template.owner)
-        self.templates.collect(self.service.layers_in_use().union(*self._held.values()))
+        self.templates.collect(self.service.catalog.layers_in_use().union(*self._held.values()))
 
     # ---- the background work --------------------------------------------------------
 
@@ -322,7 +319,7 @@ class TemplateBuilds:
             CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES)
         ) as out:
             try:
-                base = self.service.visible_template(org_id, instructions[0].text.strip())
+                base = self.service.catalog.visible(org_id, instructions[0].text.strip())
                 state = BuildState(
                     build_id=build_id,
                     template=replace(base, name=name, source="build", owner=org_id),

@@ -534,9 +534,7 @@ class Lifecycle:
         """What a sandbox created from a snapshot starts from: the snapshot's template
         version (kept even if the template was rebuilt since) and its directory."""
         snap_row = self._row(org_id, snapshot_id)
-        template = self.service.template_of(
-            snap_row.org_id, snap_row.template, snap_row.template_digest, snap_row.rootfs
-        )
+        template = self.service.catalog.stack_of(snap_row)
         if not all(layer.is_dir() for layer in template.layers):
             raise InvalidStateError(
                 f"snapshot {snapshot_id} was taken on template {snap_row.template} version "

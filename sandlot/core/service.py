@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity, Placed
+from sandlot.core.catalog import Catalog
 from sandlot.core.denied_names import DeniedNames
 from sandlot.core.events import Event, EventBus
 from sandlot.core.incidents import public_reason
@@ -62,15 +63,13 @@ from sandlot.errors import (
     SandboxNotFoundError,
     SandboxUnavailableError,
     SandlotError,
-    TemplateNotFoundError,
 )
 from sandlot.network.manager import NetworkManager
 from sandlot.runtime.base import Runtime, RuntimeStatus
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
 from sandlot.store.tables import Org, SandboxRow
-from sandlot.templates.agent_layer import is_agent_layer
-from sandlot.templates.store import Template, TemplateStore, layers_of
+from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +119,7 @@ class SandboxService:
     ) -> None:
         self.db = db
         self.status = StatusWriter(db, events)
+        self.catalog = Catalog(db, templates, runtime.uid_offset)
         self.network = network
         self.previews = previews
         self._denied_until: dict[str, DeniedNames] = {}
@@ -152,43 +152,7 @@ class SandboxService:
             snapshot_quota=snapshot_quota,
         )
 
-    def agent_layer(self) -> Path:
-        return self.templates.agent_layer(self.runtime.uid_offset)
-
-    def template_of(self, org_id: str, name: str, digest: str, lowerdir: str) -> Template:
-        """The stack a sandbox or snapshot of `org_id` stands on (see `with_agent`), with
-        its template's start settings while that version is on disk."""
-        layers = layers_of(lowerdir)
-        if not layers or not is_agent_layer(layers[0]):  # recorded before the agent layer
-            layers = (self.agent_layer(), *layers)
-        version = self.templates.version(name, digest, org_id)
-        if version is not None and version.layers == layers[1:]:
-            return dataclasses.replace(version, layers=layers)
-        return Template(name, digest, layers)
-
     # ---- lifecycle -------------------------------------------------------------------
-
-    def visible_template(self, org_id: str | None, name: str) -> Template:
-        """A template the organisation may start from: its own of that name, else the
-        built-in one."""
-        template = self.templates.get(name, org_id)
-        if not template.visible_to(org_id):
-            raise TemplateNotFoundError(
-                f"template {name!r} does not exist; `sandlot template list` shows the "
-                "available ones",
-                details={"template": name},
-            )
-        return template
-
-    def template_users(self, template: Template) -> list[str]:
-        """Live sandboxes and snapshots made from any version of `template` (an
-        organisation's own template is only ever its own sandboxes')."""
-        with self.db.session() as s:
-            return sandbox_rows.template_users(s, template.name, template.owner)
-
-    def layers_in_use(self) -> set[Path]:
-        with self.db.session() as s:
-            return {p for lowerdir in sandbox_rows.lowerdirs(s) for p in layers_of(lowerdir)}
 
     async def create(
         self,
@@ -210,7 +174,7 @@ class SandboxService:
         elif disk_from is not None and from_template is not None:
             template, snapshot = from_template, disk_from
         else:
-            template = from_template or self.visible_template(org_id, request.template)
+            template = from_template or self.catalog.visible(org_id, request.template)
             # The pool holds sandboxes of the default backend only.
             if (
                 self.pool is not None
@@ -219,7 +183,7 @@ class SandboxService:
             ):
                 warm = self.pool.take(template, request.resources)
         if snapshot is None:  # a snapshot's stack already has the agent it was taken with
-            template = with_agent(template, self.agent_layer())
+            template = with_agent(template, self.catalog.agent_layer())
         if template.ports:  # a template's EXPOSEd ports are previewed like the defaults
             ports = tuple(sorted({*request.network.preview_ports, *template.ports}))
             request = dataclasses.replace(
@@ -866,7 +830,7 @@ class SandboxService:
         with self.db.session() as s:
             row = sandbox_rows.get(s, view.id)
             assert row is not None
-            template = self.template_of(row.org_id, row.template, row.template_digest, row.rootfs)
+            template = self.catalog.stack_of(row)
             cpus = row.cpus
         await self.runtime.destroy(view.id)
         spec = template_spec(template, view.id, view.resources, cpus)
@@ -884,7 +848,7 @@ class SandboxService:
         with self.db.session() as s:
             row = sandbox_rows.get(s, view.id)
             assert row is not None
-            template = self.template_of(row.org_id, row.template, row.template_digest, row.rootfs)
+            template = self.catalog.stack_of(row)
         live = self._live[view.id] = Live(view.org_id, view.env, session, template.user or None)
         self.logs.follow(view.id, view.org_id, session)
         return live

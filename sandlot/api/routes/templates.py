@@ -26,7 +26,7 @@ ExistingName = Annotated[str, Path(pattern=TEMPLATE_NAME, description="A templat
 @router.get("/v1/templates")
 def list_templates(who: Reader, svc: Service) -> Envelope[list[TemplateOut]]:
     """The built-in templates and the organisation's own."""
-    return Envelope(data=[TemplateOut.of(t) for t in svc.builds.list_templates(who.org_id)])
+    return Envelope(data=[TemplateOut.of(t) for t in svc.catalog.listed(who.org_id)])
 
 
 @router.get("/v1/templates/builds")
@@ -102,7 +102,7 @@ async def import_template(
 
 @router.get("/v1/templates/{name}")
 def get_template(name: ExistingName, who: Reader, svc: Service) -> Envelope[TemplateOut]:
-    return Envelope(data=TemplateOut.of(svc.visible_template(who.org_id, name)))
+    return Envelope(data=TemplateOut.of(svc.catalog.visible(who.org_id, name)))
 
 
 @router.delete("/v1/templates/{name}")
@@ -115,7 +115,7 @@ def delete_template(
     ] = False,
 ) -> Envelope[TemplateOut]:
     """Refused with INVALID_STATE while sandboxes or snapshots use the template."""
-    template = svc.visible_template(who.org_id, name)
+    template = svc.catalog.visible(who.org_id, name)
     svc.builds.delete(who.org_id, name, force)
     return Envelope(data=TemplateOut.of(template))
 
