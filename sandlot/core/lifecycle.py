@@ -55,7 +55,6 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 FREEZE = "freeze"
-IDLE_CPU_PERCENT = 5.0
 IDLE_PAUSE_WAIT = 1.0
 """Seconds a supervision pass waits for the idle pauses it started before moving on."""
 """A sandbox using more CPU than this is busy, even with nobody talking to it."""
@@ -226,33 +225,20 @@ class Lifecycle:
             return
         require_running(view.id, view.status)
 
-    async def pause_idle(self) -> None:
-        """Pause running sandboxes that nothing has touched for their idle timeout.
-
-        CPU use above IDLE_CPU_PERCENT counts as activity, so a long build with nobody
-        watching is left alone, and so does a connected interactive client (`hold`):
-        a quiet SSH shell is someone reading, not an abandoned sandbox.
-        """
-        svc = self.service
-        now = time.monotonic()
-        with svc.db.session() as s:
-            rows = [(r.id, r.idle_timeout) for r in sandbox_rows.live(s) if r.status == "running"]
-        for sandbox_id, idle_timeout in rows:
-            # A pause below awaits: a sandbox listed may be gone (or mid-transition) by
-            # its turn, and must not get an activity record back.
-            if idle_timeout <= 0 or svc.holds[sandbox_id] or not svc.is_live(sandbox_id):
-                continue
-            figures = svc.sampler.latest.get(sandbox_id, {})
-            if figures.get("cpuPercent", 0.0) > IDLE_CPU_PERCENT:
-                svc.touch(sandbox_id)
-            last = svc.last_activity.setdefault(sandbox_id, now)
-            if now - last >= idle_timeout and sandbox_id not in self._idle_pauses:
+    async def pause_idle(self, sandbox_ids: list[str]) -> None:
+        """Pause the sandboxes supervision found idle, each on its own: one slow to pause
+        (an agent that stalls its quiesce, a long checkpoint) holds only itself, never
+        the next pass, which waits at most IDLE_PAUSE_WAIT for them."""
+        for sandbox_id in sandbox_ids:
+            if sandbox_id not in self._idle_pauses:
                 self._start_idle_pause(sandbox_id)
-        # Each pause runs on its own: one sandbox slow to pause (an agent that stalls
-        # its quiesce, a long checkpoint) holds only itself, never the next pass.
         pending = list(self._idle_pauses.values())
         if pending:
             await asyncio.wait(pending, timeout=IDLE_PAUSE_WAIT)
+
+    def pausing(self, sandbox_id: str) -> bool:
+        """Whether an idle pause of the sandbox is under way."""
+        return sandbox_id in self._idle_pauses
 
     def _start_idle_pause(self, sandbox_id: str) -> None:
         async def pause() -> None:

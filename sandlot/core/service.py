@@ -51,6 +51,7 @@ from sandlot.core.pool import (
 from sandlot.core.previews import Auth, Exposure, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota, check_quota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
+from sandlot.core.supervision import Watched, decide
 from sandlot.core.transitions import StatusWriter
 from sandlot.core.usage import UsageRecord, usage_in_window
 from sandlot.domain import ids
@@ -676,28 +677,56 @@ class SandboxService:
         await self.network.remove_leftovers({sandbox_id for sandbox_id, _, _ in kept})
 
     async def supervise_once(self) -> None:
-        """Enforce lifetimes and notice sandboxes that died on their own."""
-        now = datetime.now(UTC)
-        with self.db.session() as s:
-            rows = [(r.id, r.org_id, r.status, r.expires_at) for r in sandbox_rows.live(s)]
-        for sandbox_id, org_id, status, expires_at in rows:
-            if expires_at is not None and expires_at <= now:
-                await self.destroy(org_id, sandbox_id, reason="timeout")
-                continue
-            if status == SandboxStatus.PAUSED or self._locks.busy(sandbox_id):
-                continue  # held on purpose, or in the middle of a transition
-            live = self._live.get(sandbox_id)
-            lost_agent = status == SandboxStatus.RUNNING and (live is None or live.session.closed)
-            if lost_agent and await self.runtime.status(sandbox_id) is not RuntimeStatus.RUNNING:
-                await self._forget(sandbox_id)
-                await self._destroy_on_host(sandbox_id)
+        """One tick: end expired sandboxes, notice ones that died on their own, pause
+        idle ones (what to do to each is decided in `supervision.py`)."""
+        tick = decide(self._watched(), datetime.now(UTC))
+        for sandbox in tick.expire:
+            await self.destroy(sandbox.org_id, sandbox.id, reason="timeout")
+        for sandbox in tick.check_alive:
+            if await self.runtime.status(sandbox.id) is not RuntimeStatus.RUNNING:
+                await self._forget(sandbox.id)
+                await self._destroy_on_host(sandbox.id)
                 self.status.set(
-                    sandbox_id,
+                    sandbox.id,
                     SandboxStatus.ERROR,
                     reason="sandbox stopped unexpectedly",
                     ended=True,
                 )
-        await self.lifecycle.pause_idle()
+        for sandbox in tick.active:
+            self.touch(sandbox.id)
+        await self.lifecycle.pause_idle([sandbox.id for sandbox in tick.pause])
+
+    def _watched(self) -> list[Watched]:
+        """Every live sandbox as supervision sees it, from the store and this server."""
+        now = time.monotonic()
+        with self.db.session() as s:
+            rows = [
+                (r.id, r.org_id, SandboxStatus(r.status), r.expires_at, r.idle_timeout)
+                for r in sandbox_rows.live(s)
+            ]
+        watched = []
+        for sandbox_id, org_id, status, expires_at, idle_timeout in rows:
+            live = self._live.get(sandbox_id)
+            connected = live is not None and not live.session.closed
+            # Only a connected sandbox gets an activity record: one listed here may be
+            # gone (or mid-transition) by now, and must not get one back.
+            idle_for = now - self.last_activity.setdefault(sandbox_id, now) if connected else 0
+            watched.append(
+                Watched(
+                    sandbox_id,
+                    org_id,
+                    status,
+                    expires_at=expires_at,
+                    idle_timeout=idle_timeout,
+                    idle_for=idle_for,
+                    cpu_percent=self.sampler.latest.get(sandbox_id, {}).get("cpuPercent", 0.0),
+                    busy=self._locks.busy(sandbox_id),
+                    connected=connected,
+                    held=bool(self.holds[sandbox_id]),
+                    pausing=self.lifecycle.pausing(sandbox_id),
+                )
+            )
+        return watched
 
     async def close(self) -> None:
         """Drop agent connections; sandboxes keep running and are adopted on next start."""
