@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Protocol
 
@@ -32,10 +31,9 @@ from sandlot.api.routes import (
 from sandlot.api.routes.ssh import SshEndpoint
 from sandlot.core.service import SandboxService
 from sandlot.core.ssh_access import SshAccess
+from sandlot.core.supervisor import PRUNE_INTERVAL, Loop, Supervisor
 from sandlot.core.tenancy import Tenancy
 from sandlot.store.database import Database
-
-log = logging.getLogger(__name__)
 
 
 class Listener(Protocol):
@@ -64,17 +62,18 @@ def create_app(
             await listener.start()
         events = asyncio.create_task(service.events.run())
         await service.start()
-        tasks = [
-            asyncio.create_task(_every(supervisor_interval, service.supervise_once)),
-            asyncio.create_task(_every(metrics_interval, _sample(service))),
-            asyncio.create_task(_every(3600, _prune(service))),
-        ]
+        supervisor = Supervisor(
+            [
+                Loop("supervision", supervisor_interval, service.supervise_once),
+                Loop("metrics", metrics_interval, _sample(service)),
+                Loop("event pruning", PRUNE_INTERVAL, _prune(service)),
+            ]
+        )
+        supervisor.start()
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await supervisor.close()
             for listener in listeners:
                 await listener.close()
             await service.close()
@@ -110,16 +109,6 @@ def create_app(
     for module in routers:
         app.include_router(module.router, responses=ERROR_RESPONSES)
     return app
-
-
-async def _every(interval: float, step: Callable[[], Awaitable[object]]) -> None:
-    """Run `step` every `interval` seconds; a failed pass is logged and retried."""
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            await step()
-        except Exception:
-            log.exception("periodic %s failed; retrying next tick", step)
 
 
 def _sample(service: SandboxService) -> Callable[[], Awaitable[None]]:
