@@ -16,14 +16,13 @@ import tempfile
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session
-
+from sandlot.core.admission import Admission
 from sandlot.core.builds import TemplateBuilds
-from sandlot.core.capacity import Capacity, Placed
+from sandlot.core.capacity import Capacity
 from sandlot.core.catalog import Catalog
 from sandlot.core.denied_names import DeniedNames
 from sandlot.core.events import Event, EventBus
@@ -39,7 +38,6 @@ from sandlot.core.models import (
     SandboxView,
     StartProcess,
 )
-from sandlot.core.passwords import hash_password
 from sandlot.core.pool import (
     Connector,
     WarmPool,
@@ -49,14 +47,13 @@ from sandlot.core.pool import (
     with_agent,
 )
 from sandlot.core.previews import Auth, Exposure, Previews
-from sandlot.core.quotas import Quota, SnapshotQuota, check_quota
+from sandlot.core.quotas import Quota, SnapshotQuota
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
 from sandlot.core.supervision import Watched, decide
 from sandlot.core.transitions import StatusWriter
 from sandlot.core.usage import UsageRecord, usage_in_window
 from sandlot.domain import ids
 from sandlot.domain.network_policy import NetworkPolicy
-from sandlot.domain.resources import Resources
 from sandlot.domain.states import SandboxStatus, require_running
 from sandlot.errors import (
     CommandTimeoutError,
@@ -69,7 +66,6 @@ from sandlot.network.manager import NetworkManager
 from sandlot.runtime.base import Runtime, RuntimeStatus
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
-from sandlot.store.tables import Org, SandboxRow
 from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)
@@ -131,16 +127,14 @@ class SandboxService:
         self.templates = templates
         self.events = events
         self.logs = LogFollowers(events)
-        self.capacity = capacity
         self._connect = connect
         self._agent_connect_timeout = agent_connect_timeout
         self._exec_timeout = exec_timeout
         self._exec_output_limit = exec_output_limit
         self.sampler = sampler or MetricsSampler(runtime, events)
-        self.default_quota = default_quota or Quota(100, 64, 64 * 1024)
+        self.admission = Admission(db, capacity, default_quota or Quota(100, 64, 64 * 1024))
         self.pool = pool
         self._live: dict[str, Live] = {}  # what the hot path needs, without the store
-        self._admission = asyncio.Lock()
         self._locks = KeyedLocks()
         self.last_activity: dict[str, float] = {}
         self.holds: collections.Counter[str] = collections.Counter()
@@ -192,7 +186,7 @@ class SandboxService:
             )
         sandbox_id = warm.sandbox_id if warm is not None else ids.new_sandbox_id()
         try:
-            cpus = await self._admit(org_id, sandbox_id, template, request)
+            cpus = await self.admission.admit(org_id, sandbox_id, template, request)
         except BaseException:
             if warm is not None and self.pool is not None:
                 self.pool.put_back(template, warm)
@@ -303,65 +297,6 @@ class SandboxService:
                 f"{', '.join(offered)} (the operator lists more in the `runtimes` setting)",
                 details={"runtime": name, "available": list(offered)},
             )
-
-    async def _admit(
-        self, org_id: str, sandbox_id: str, template: Template, request: CreateSandbox
-    ) -> str | None:
-        """Check capacity and record the new sandbox as `creating`; returns its cpuset."""
-        now = datetime.now(UTC)
-        password_hash = None
-        if request.password is not None:  # scrypt is slow on purpose: off the event loop
-            password_hash = await asyncio.to_thread(hash_password, request.password)
-        async with self._admission:
-            with self.db.session() as s:
-                rows = sandbox_rows.live(s)
-                check_quota(
-                    self._quota_of(s, org_id),
-                    request.resources,
-                    (
-                        Resources(r.vcpus, r.memory_mb, r.disk_mb)
-                        for r in rows
-                        if r.org_id == org_id
-                    ),
-                )
-                live = [Placed(r.memory_mb, r.cpus) for r in rows]
-                cpus = self.capacity.admit(request.resources, live)
-                s.add(
-                    SandboxRow(
-                        id=sandbox_id,
-                        org_id=org_id,
-                        template=template.name,
-                        template_digest=template.digest,
-                        rootfs=template.lowerdir,
-                        status=SandboxStatus.CREATING.value,
-                        vcpus=request.resources.vcpus,
-                        memory_mb=request.resources.memory_mb,
-                        disk_mb=request.resources.disk_mb,
-                        cpus=cpus,
-                        env=request.env,
-                        meta=request.metadata,
-                        idle_timeout=request.idle_timeout,
-                        timeout=request.timeout,
-                        password_hash=password_hash,
-                        network=request.network.to_dict(),
-                        created_at=now,
-                        expires_at=now + timedelta(seconds=request.timeout)
-                        if request.timeout
-                        else None,
-                    )
-                )
-        return cpus
-
-    def _quota_of(self, s: Session, org_id: str) -> Quota:
-        org = s.get(Org, org_id)
-        default = self.default_quota
-        if org is None:
-            return default
-        return Quota(
-            max_sandboxes=org.max_sandboxes or default.max_sandboxes,
-            max_vcpus=org.max_vcpus or default.max_vcpus,
-            max_memory_mb=org.max_memory_mb or default.max_memory_mb,
-        )
 
     async def destroy(
         self, org_id: str | None, sandbox_id: str, reason: str = "destroyed"
