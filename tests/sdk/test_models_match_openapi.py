@@ -45,8 +45,8 @@ MIRRORS: dict[type[BaseModel], str] = {
 NOT_MIRRORED = {
     "ErrorBody": "raised as the matching `sandlot.errors` class instead",
     "ErrorEnvelope": "the error's envelope",
-    "Pagination": "the SDK follows pages itself",
-    "SandboxList": "a page of SandboxOut, which the SDK yields one by one",
+    "Pagination": "the SDK's list takes `limit` and `offset` and returns the page's items",
+    "SandboxList": "a page of SandboxOut, returned as a list of SandboxInfo",
     "RemovedOut": "the SDK returns nothing for a removal",
     "ReplaceOut": "the SDK returns the number of replacements",
 }
