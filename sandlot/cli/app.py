@@ -8,8 +8,9 @@ import typer
 
 from sandlot import __version__
 from sandlot.cli.connection import ApiKey, ApiUrl, GlobalOptions
-from sandlot.cli.doctor import doctor
 from sandlot.cli.events import events
+from sandlot.cli.host.doctor import doctor
+from sandlot.cli.host.serve import serve
 from sandlot.cli.keys import keys_app, orgs_app
 from sandlot.cli.lifecycle import (
     branch,
@@ -23,7 +24,6 @@ from sandlot.cli.lifecycle import (
 )
 from sandlot.cli.ports import expose, ports, unexpose
 from sandlot.cli.sandbox import sandbox_app
-from sandlot.cli.serve import serve
 from sandlot.cli.ssh import sandbox_ssh
 from sandlot.cli.ssh_keys import ssh_keys_app
 from sandlot.cli.template import template_app

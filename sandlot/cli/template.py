@@ -17,9 +17,6 @@ from sandlot.cli.connection import ApiKey, ApiUrl, Json, open_client
 from sandlot.cli.output import human_bytes, print_json, reporting_errors
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from sandlot.config import Settings
     from sandlot.sdk import BuildInfo
 
 template_app = typer.Typer(
@@ -30,37 +27,6 @@ DataDir = Annotated[
     Path | None,
     typer.Option(help="Server data directory, for recipe builds [default: /var/lib/sandlot]"),
 ]
-
-
-def _settings(data_dir: Path | None) -> Settings:
-    from sandlot.config import Settings
-
-    return Settings(data_dir=data_dir) if data_dir else Settings()
-
-
-def build_with_progress(
-    settings: Settings, name: str, console: Console, force: bool = False
-) -> None:
-    from sandlot.server import build_known_template, template_store
-    from sandlot.templates.recipe import RECIPES
-
-    recipe = RECIPES.get(name)
-    if not force and recipe and template_store(settings).exists(name, recipe.digest()):
-        console.print(f"Template [bold]{name}[/] is up to date.")
-        return
-    console.print(
-        f"Building template [bold]{name}[/] from Debian packages with mmdebstrap "
-        "(a minute or two, once)."
-    )
-    with console.status(f"building template {name}…") as status:
-        template = build_known_template(
-            settings,
-            name,
-            lambda line: status.update(f"building template {name}: {line[:100]}"),
-            force=force,
-        )
-    size_mb = template.size_bytes // 2**20
-    console.print(f"Template [bold]{name}[/] ready ({size_mb} MiB, digest {template.digest}).")
 
 
 @template_app.command("build")
@@ -87,15 +53,9 @@ def build(
 ) -> None:
     """Build a template from a Sandlotfile and a context, streaming the build's log."""
     if name is None:
-        from rich.console import Console
+        from sandlot.cli.host.recipes import build_recipe
 
-        from sandlot.templates.recipe import RECIPES
-
-        if target not in RECIPES:
-            raise typer.BadParameter(
-                f"give --name to build {target!r} as a context, or a recipe: {', '.join(RECIPES)}"
-            )
-        build_with_progress(_settings(data_dir), target, Console(stderr=True), force)
+        build_recipe(target, data_dir, force)
         return
     with reporting_errors(as_json=json_output), open_client(ctx, api_url, api_key) as client:
         log = None if json_output else typer.echo

@@ -27,7 +27,7 @@ def serve(
     import uvicorn
     from rich.console import Console
 
-    from sandlot.cli.template import build_with_progress
+    from sandlot.cli.host.recipes import build_with_progress
     from sandlot.config import Settings
     from sandlot.sdk import save_credentials
     from sandlot.server import build_server, ensure_admin_key, template_store
