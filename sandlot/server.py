@@ -26,8 +26,8 @@ from sandlot.edge.front import ClientConnections, FrontProtocol
 from sandlot.edge.proxy import PreviewRoutes
 from sandlot.edge.ssh import SshGateway
 from sandlot.errors import InvalidConfigError, TemplateNotFoundError
+from sandlot.host.local import LocalHost
 from sandlot.network.manager import NetworkConfig, NetworkManager
-from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.base import Runtime
 from sandlot.runtime.catalog import describe_runtimes
 from sandlot.runtime.multi import MultiRuntime
@@ -107,15 +107,14 @@ def build_server(settings: Settings) -> Server:
             org_bytes=settings.event_storage_org_mb << 20,
         ),
     )
+    host = LocalHost(runtime, network, settings.agent_connect_timeout)
     pool = WarmPool(
-        runtime=runtime,
+        host=host,
         templates=templates,
-        connect=AgentClient.connect,
-        connect_timeout=settings.agent_connect_timeout,
+        uid_offset=runtime.uid_offset,
         # A warm sandbox is handed over by changing its limits, which not every backend can.
         size=settings.warm_pool_size if runtime.capabilities.live_limits else 0,
         template_names=tuple(settings.warm_pool_templates),
-        network=network,
     )
     service = SandboxService(
         db=db,
@@ -124,8 +123,7 @@ def build_server(settings: Settings) -> Server:
         pool=pool,
         events=events,
         capacity=Capacity(settings.data_dir, settings.memory_overcommit),
-        connect=AgentClient.connect,
-        agent_connect_timeout=settings.agent_connect_timeout,
+        host=host,
         exec_timeout=settings.exec_timeout,
         exec_output_limit=settings.exec_output_limit,
         default_quota=Quota(

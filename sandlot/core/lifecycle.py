@@ -29,7 +29,6 @@ from sandlot.core.events import Event
 from sandlot.core.incidents import public_reason
 from sandlot.core.models import CreateSandbox, SandboxView
 from sandlot.core.patches import Patcher
-from sandlot.core.pool import plug
 from sandlot.core.quotas import SnapshotQuota, check_snapshot_quota
 from sandlot.domain import ids
 from sandlot.domain.resources import Resources
@@ -547,7 +546,7 @@ class Lifecycle:
             await self.service.network.unplug(sandbox_id)
 
     async def _plug(self, sandbox_id: str) -> None:
-        await plug(self.runtime, self.service.network, sandbox_id)
+        await self.service.host.plug(sandbox_id)
 
     def _record(self, sandbox_id: str, **changes: Any) -> None:
         """Columns that change without a transition."""

@@ -15,22 +15,17 @@ import contextlib
 import dataclasses
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from sandlot.core.host import Host
 from sandlot.core.session import SandboxSession
 from sandlot.domain import ids
-from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.domain.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_VCPUS, Resources
-from sandlot.network.manager import NetworkManager
-from sandlot.runtime.base import AgentEndpoint, BackendError, Runtime
 from sandlot.runtime.spec import SandboxSpec
 from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)
-
-Connector = Callable[[AgentEndpoint, float], Awaitable[SandboxSession]]
 
 WARM_RESOURCES = Resources(
     vcpus=DEFAULT_VCPUS, memory_mb=DEFAULT_MEMORY_MB, disk_mb=DEFAULT_DISK_MB
@@ -64,59 +59,19 @@ def template_spec(
     )
 
 
-async def start_sandbox(
-    runtime: Runtime,
-    connect: Connector,
-    spec: SandboxSpec,
-    connect_timeout: float,
-    network: NetworkManager | None = None,
-    policy: NetworkPolicy | None = None,
-    *,
-    snapshot: Path | None = None,
-) -> SandboxSession:
-    """Start `spec` (in a network of its own under `policy` when there is a network
-    manager) and return its agent connection; nothing is left behind on failure."""
-    try:
-        if network is not None:
-            made = await network.prepare(spec.sandbox_id, policy or NetworkPolicy())
-            spec = dataclasses.replace(spec, nameserver=made.nameserver)
-        await runtime.create(spec, snapshot=snapshot)
-        await plug(runtime, network, spec.sandbox_id)
-        return await connect(runtime.agent_endpoint(spec.sandbox_id), connect_timeout)
-    except BaseException:
-        await runtime.destroy(spec.sandbox_id)
-        if network is not None:
-            await network.release(spec.sandbox_id)
-        raise
-
-
-async def plug(runtime: Runtime, network: NetworkManager | None, sandbox_id: str) -> None:
-    """Give a sandbox that has just started (or been restored) its network interface."""
-    if network is None:
-        return
-    pid = runtime.init_pid(sandbox_id)
-    if pid is None:
-        raise BackendError(f"sandbox {sandbox_id} has no init process to give a network")
-    await network.plug(sandbox_id, pid)
-
-
 class WarmPool:
     def __init__(
         self,
         *,
-        runtime: Runtime,
+        host: Host,
         templates: TemplateStore,
-        connect: Connector,
-        connect_timeout: float,
+        uid_offset: int,
         size: int,
         template_names: tuple[str, ...],
-        network: NetworkManager | None = None,
     ) -> None:
-        self.runtime = runtime
-        self.network = network
+        self.host = host
         self.templates = templates
-        self._connect = connect
-        self._connect_timeout = connect_timeout
+        self._uid_offset = uid_offset
         self.size = size
         self.template_names = template_names
         self._ready: dict[str, deque[WarmSandbox]] = {name: deque() for name in template_names}
@@ -160,13 +115,11 @@ class WarmPool:
         while len(ready) < self.size:
             try:
                 template = self.templates.get(name)
-                agent = self.templates.agent_layer(self.runtime.uid_offset)
+                agent = self.templates.agent_layer(self._uid_offset)
                 spec = template_spec(
                     with_agent(template, agent), ids.new_sandbox_id(), WARM_RESOURCES
                 )
-                session = await start_sandbox(
-                    self.runtime, self._connect, spec, self._connect_timeout, self.network
-                )
+                session = await self.host.start(spec)
             except Exception:
                 log.exception("could not warm a %s sandbox; the pool stays short", name)
                 return
@@ -174,9 +127,7 @@ class WarmPool:
 
     async def _discard(self, warm: WarmSandbox) -> None:
         await warm.session.close()
-        await self.runtime.destroy(warm.sandbox_id)
-        if self.network is not None:
-            await self.network.release(warm.sandbox_id)
+        await self.host.destroy(warm.sandbox_id)
 
     async def close(self) -> None:
         """Stop filling and destroy every warm sandbox."""

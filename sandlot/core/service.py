@@ -26,6 +26,7 @@ from sandlot.core.capacity import Capacity
 from sandlot.core.catalog import Catalog
 from sandlot.core.denied_names import DeniedNames
 from sandlot.core.events import Event, EventBus
+from sandlot.core.host import Host
 from sandlot.core.incidents import public_reason
 from sandlot.core.keyed_locks import KeyedLocks
 from sandlot.core.lifecycle import Lifecycle
@@ -39,10 +40,7 @@ from sandlot.core.models import (
     StartProcess,
 )
 from sandlot.core.pool import (
-    Connector,
     WarmPool,
-    plug,
-    start_sandbox,
     template_spec,
     with_agent,
 )
@@ -100,9 +98,8 @@ class SandboxService:
         templates: TemplateStore,
         events: EventBus,
         capacity: Capacity,
-        connect: Connector,
+        host: Host,
         pool: WarmPool | None = None,
-        agent_connect_timeout: float = 10.0,
         exec_timeout: float = 60.0,
         exec_output_limit: int = 64 * 1024 * 1024,
         sampler: MetricsSampler | None = None,
@@ -127,8 +124,7 @@ class SandboxService:
         self.templates = templates
         self.events = events
         self.logs = LogFollowers(events)
-        self._connect = connect
-        self._agent_connect_timeout = agent_connect_timeout
+        self.host = host
         self._exec_timeout = exec_timeout
         self._exec_output_limit = exec_output_limit
         self.sampler = sampler or MetricsSampler(runtime, events)
@@ -201,15 +197,7 @@ class SandboxService:
             else:
                 spec = template_spec(template, sandbox_id, request.resources, cpus)
                 spec = dataclasses.replace(spec, runtime=request.runtime)
-                session = await start_sandbox(
-                    self.runtime,
-                    self._connect,
-                    spec,
-                    self._agent_connect_timeout,
-                    self.network,
-                    request.network,
-                    snapshot=snapshot,
-                )
+                session = await self.host.start(spec, request.network, snapshot=snapshot)
             self._record_address(sandbox_id)
         except BaseException as exc:
             await self._destroy_on_host(sandbox_id)
@@ -766,13 +754,11 @@ class SandboxService:
                 row.address = self.network.address_of(sandbox_id)
 
     async def _destroy_on_host(self, sandbox_id: str) -> None:
-        """The sandbox, then its network (nothing may run in a namespace being removed)."""
-        await self.runtime.destroy(sandbox_id)
-        if self.network is not None:
-            with self.db.session() as s:
-                row = sandbox_rows.get(s, sandbox_id)
-                address = row.address if row is not None else None
-            await self.network.release(sandbox_id, address)
+        """Everything the sandbox has on the host, its address lease included."""
+        with self.db.session() as s:
+            row = sandbox_rows.get(s, sandbox_id)
+            address = row.address if row is not None else None
+        await self.host.destroy(sandbox_id, address)
         if self.previews is not None:
             self.previews.forget(sandbox_id)
 
@@ -796,19 +782,11 @@ class SandboxService:
             assert row is not None
             template = self.catalog.stack_of(row)
             cpus = row.cpus
-        await self.runtime.destroy(view.id)
-        spec = template_spec(template, view.id, view.resources, cpus)
-        if self.network is not None:  # the sandbox keeps its address and rules
-            await self.network.unplug(view.id)
-            spec = dataclasses.replace(spec, nameserver=str(self.network.gateway.ip))
-        await self.runtime.create(spec, snapshot=snapshot)
-        await plug(self.runtime, self.network, view.id)
+        await self.host.restart(template_spec(template, view.id, view.resources, cpus), snapshot)
         await self._reconnect(view)
 
     async def _reconnect(self, view: SandboxView) -> Live:
-        session = await self._connect(
-            self.runtime.agent_endpoint(view.id), self._agent_connect_timeout
-        )
+        session = await self.host.connect(view.id)
         with self.db.session() as s:
             row = sandbox_rows.get(s, view.id)
             assert row is not None

@@ -1,0 +1,1 @@
+"""The machine sandboxes run on, behind core's `Host` boundary (`core/host.py`)."""
