@@ -46,6 +46,7 @@ from sandlot.core.pool import (
 )
 from sandlot.core.previews import Auth, Exposure, Previews
 from sandlot.core.quotas import Quota, SnapshotQuota
+from sandlot.core.reconciliation import Action, leftovers, outcome
 from sandlot.core.session import AttachmentLike, ExecResultLike, SandboxSession
 from sandlot.core.supervision import Watched, decide
 from sandlot.core.transitions import StatusWriter
@@ -555,14 +556,16 @@ class SandboxService:
         with self.db.session() as s:
             live = [SandboxView.of(r) for r in sandbox_rows.live(s)]
         for view in live:
-            sandbox_id, status = view.id, view.status
-            host_status = on_host.pop(sandbox_id, RuntimeStatus.MISSING)
+            sandbox_id = view.id
+            host_status = on_host.get(sandbox_id, RuntimeStatus.MISSING)
             try:
                 if await self.lifecycle.settle(view, host_status):
                     continue
             except Exception:  # one sandbox must not keep the server from starting
                 log.exception("sandbox %s could not be settled", sandbox_id)
-            if status is SandboxStatus.RUNNING and host_status is RuntimeStatus.RUNNING:
+            decided = outcome(view.status, host_status)
+            reason = decided.reason
+            if decided.action is Action.ADOPT:
                 try:
                     await self._reconnect(view)
                     self.last_activity[sandbox_id] = time.monotonic()
@@ -570,20 +573,16 @@ class SandboxService:
                     continue
                 except SandlotError as exc:
                     reason = f"agent unreachable after restart: {exc.message}"
-            elif status is SandboxStatus.STOPPING:
+            elif decided.action is Action.FINISH_DESTROY:
                 await self._destroy_on_host(sandbox_id)
                 self.status.set(
                     sandbox_id, SandboxStatus.TERMINATED, reason="destroyed", ended=True
                 )
                 continue
-            elif host_status is RuntimeStatus.MISSING:
-                reason = "sandbox vanished while the server was down"
-            else:
-                reason = f"sandbox was {status.value} but the runtime reports {host_status.value}"
             await self._destroy_on_host(sandbox_id)
             self.status.set(sandbox_id, SandboxStatus.ERROR, reason=reason, ended=True)
             log.warning("sandbox %s: %s", sandbox_id, reason)
-        for leftover in on_host:
+        for leftover in sorted(leftovers({view.id for view in live}, set(on_host))):
             log.info("removing leftover sandbox %s", leftover)
             await self.runtime.destroy(leftover)
 
