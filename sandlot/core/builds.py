@@ -27,6 +27,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from sandlot.beneath import Beneath, FileTooLarge, inside
+from sandlot.core.build_cache import copy_key, first_key, run_key, workdir_key
+from sandlot.core.build_cache import layer_id as build_layer_id
 from sandlot.core.build_log import BUILD_LOG_MAX_BYTES, CappedLog
 from sandlot.core.incidents import internal_error, public_reason
 from sandlot.core.models import CreateSandbox, StartProcess
@@ -323,9 +325,7 @@ class TemplateBuilds:
                 state = BuildState(
                     build_id=build_id,
                     template=replace(base, name=name, source="build", owner=org_id),
-                    # An organisation's cache is its own: what one org's RUN step left
-                    # in its layer can never be handed to another org's identical step.
-                    key=cache_key(base.digest, "org", org_id),
+                    key=first_key(base.digest, org_id),
                     entrypoint=[],
                     cmd=list(base.start_command),
                     no_cache=no_cache,
@@ -404,7 +404,7 @@ class TemplateBuilds:
             path = _absolute(t.workdir, sf.substitute(instruction.text, t.env))
             state.template = replace(t, workdir=path)
             if lookup(t.layers, path) is None:
-                key = cache_key(state.key, "WORKDIR", path)
+                key = workdir_key(state.key, path)
                 await self._host_layer(state, key, instruction, out, self._mkdirs(state, path))
         elif keyword in ("COPY", "ADD"):
             await self._copy(state, instruction, context, out)
@@ -443,7 +443,7 @@ class TemplateBuilds:
             raise BuildFailed(f"line {instruction.line}: {exc}") from None
         uid, gid = self._owner(state, args.chown, instruction) if args.chown else (0, 0)
         inputs = await asyncio.to_thread(digest, context, sources)
-        key = cache_key(state.key, instruction.keyword, args, destination, inputs)
+        key = copy_key(state.key, instruction.keyword, args, destination, inputs)
         offset = self.service.runtime.uid_offset
         layers = t.layers
         into_dir = destination.endswith("/") or any(str(s.target) != "." for s in sources)
@@ -479,7 +479,7 @@ class TemplateBuilds:
     ) -> None:
         if self._from_cache(state, key, out):
             return
-        with self.layers.staging(self._layer_id(state, key)) as staged:
+        with self.layers.staging(build_layer_id(key, state.build_id, state.no_cache)) as staged:
             try:
                 await asyncio.to_thread(fill, staged)
             except (OSError, LookupError) as exc:
@@ -501,7 +501,7 @@ class TemplateBuilds:
     ) -> None:
         t = state.template
         argv = sf.command(instruction)
-        key = cache_key(state.key, "RUN", argv, t.env, t.workdir, t.user)
+        key = run_key(state.key, argv, t.env, t.workdir, t.user)
         if self._from_cache(state, key, out):
             return
         stage = replace(t, name=f"{STEP_TEMPLATE_PREFIX}{build_id}", digest=state.key)
@@ -525,7 +525,7 @@ class TemplateBuilds:
             await self.service.run_command(org_id, view.id, ["sync"], user="0")
             # export_changes kills everything in the step's sandbox before it reads the
             # changes: nothing left running (or exec'd into it) can alter the capture.
-            with self.layers.staging(self._layer_id(state, key)) as staged:
+            with self.layers.staging(build_layer_id(key, state.build_id, state.no_cache)) as staged:
                 await self.service.runtime.export_changes(view.id, staged)
                 found = self._commit(state, staged, key, instruction)
         finally:
@@ -563,14 +563,10 @@ class TemplateBuilds:
         self._push(state, key, found)
         return True
 
-    def _layer_id(self, state: BuildState, key: str) -> str:
-        """A step run again although cached makes a layer of its own."""
-        return cache_key(key, state.build_id) if state.no_cache else key
-
     def _commit(
         self, state: BuildState, staged: Path, key: str, instruction: sf.Instruction
     ) -> Path:
-        layer_id = self._layer_id(state, key)
+        layer_id = build_layer_id(key, state.build_id, state.no_cache)
         remap = key if layer_id != key else None
         return self.layers.commit(staged, layer_id, instruction.source, key=remap)
 
