@@ -30,9 +30,16 @@ from sandlot.core.incidents import public_reason
 from sandlot.core.models import CreateSandbox, SandboxView
 from sandlot.core.patches import Patcher
 from sandlot.core.quotas import SnapshotQuota, check_snapshot_quota
+from sandlot.core.reconciliation import Recovery, recovery
 from sandlot.domain import ids
 from sandlot.domain.resources import Resources
-from sandlot.domain.states import SandboxStatus, check_transition, require_running
+from sandlot.domain.states import (
+    CHECKPOINT,
+    FREEZE,
+    SandboxStatus,
+    check_transition,
+    require_running,
+)
 from sandlot.errors import (
     InvalidConfigError,
     InvalidStateError,
@@ -52,8 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT = "checkpoint"
-FREEZE = "freeze"
 IDLE_PAUSE_WAIT = 1.0
 """Seconds a supervision pass waits for the idle pauses it started before moving on."""
 """A sandbox using more CPU than this is busy, even with nobody talking to it."""
@@ -276,34 +281,26 @@ class Lifecycle:
         it to the ordinary adopt-or-fail rules."""
         svc = self.service
         sandbox_id = view.id
-        if view.status is SandboxStatus.PAUSED:
-            if host is RuntimeStatus.CHECKPOINTED or (
-                host is RuntimeStatus.PAUSED and view.pause_mode == FREEZE
-            ):
-                log.info("sandbox %s stays paused (%s)", sandbox_id, view.pause_mode)
-                return True
-            if host in (RuntimeStatus.RUNNING, RuntimeStatus.PAUSED):
-                # A checkpoint cut short leaves the processes where they were (perhaps
-                # with their network already taken out for the dump).
-                await self.runtime.thaw(sandbox_id)
-                await self._plug(sandbox_id)
-                await svc.reconnect(sandbox_id, view)
-                self._resumed(view, "a pause was interrupted by a restart")
-                return True
+        needed = recovery(view.status, view.pause_mode, host)
+        if needed is Recovery.STAYS_PAUSED:
+            log.info("sandbox %s stays paused (%s)", sandbox_id, view.pause_mode)
+        elif needed is Recovery.FINISH_RESUME:
+            # The network may already have been taken out for the dump.
+            await self.runtime.thaw(sandbox_id)
+            await self._plug(sandbox_id)
+            await svc.reconnect(sandbox_id, view)
+            self._resumed(view, "a pause was interrupted by a restart")
+        elif needed is Recovery.BACK_TO_PAUSED:
+            svc.status.set(
+                sandbox_id,
+                SandboxStatus.PAUSED,
+                reason="a resume was interrupted by a restart",
+                changes={"pause_mode": CHECKPOINT, "paused_at": datetime.now(UTC)},
+            )
+        elif needed is Recovery.THAW:
+            await self.runtime.thaw(sandbox_id)
             return False
-        if view.status is SandboxStatus.RUNNING:
-            if host is RuntimeStatus.CHECKPOINTED:
-                # A resume cut short: the dump is still whole on disk.
-                svc.status.set(
-                    sandbox_id,
-                    SandboxStatus.PAUSED,
-                    reason="a resume was interrupted by a restart",
-                    changes={"pause_mode": CHECKPOINT, "paused_at": datetime.now(UTC)},
-                )
-                return True
-            if host is RuntimeStatus.PAUSED:
-                await self.runtime.thaw(sandbox_id)  # a snapshot cut short
-        return False
+        return needed is not Recovery.NONE
 
     # ---- snapshots -----------------------------------------------------------------------
 

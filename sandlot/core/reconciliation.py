@@ -1,9 +1,9 @@
 """What a server starting up does with each sandbox the store and the host disagree on.
 
 After a crash or restart, the store's live rows and what the runtime still holds are
-compared. Pauses and snapshots that were cut short are settled first (`lifecycle.py`
-knows how); for the rest, `outcome` decides from the two states alone, and whatever the
-host holds that no live row names is a leftover to remove.
+compared. A pause, resume or snapshot that was cut short is recovered first (`recovery`
+decides, `lifecycle.py` carries it out); for the rest, `outcome` decides from the two
+states alone, and whatever the host holds that no live row names is a leftover.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from sandlot.domain.states import SandboxStatus
+from sandlot.domain.states import FREEZE, SandboxStatus
 from sandlot.runtime.base import RuntimeStatus
 
 
@@ -46,3 +46,34 @@ def outcome(status: SandboxStatus, on_host: RuntimeStatus) -> Outcome:
 def leftovers(live: set[str], on_host: set[str]) -> set[str]:
     """Sandboxes the host holds that no live row names (warm ones among them)."""
     return on_host - live
+
+
+class Recovery(enum.Enum):
+    NONE = "none"
+    """Nothing was cut short: the ordinary outcome applies."""
+    STAYS_PAUSED = "stays paused"
+    """Paused, and the host holds it paused the same way (frozen, or dumped to disk)."""
+    FINISH_RESUME = "finish resume"
+    """A pause cut short left its processes where they were: thaw, re-plug, reconnect."""
+    BACK_TO_PAUSED = "back to paused"
+    """A resume cut short: the dump is still whole on disk, so it is paused again."""
+    THAW = "thaw"
+    """A snapshot cut short left it frozen: thaw, then the ordinary outcome applies."""
+
+
+def recovery(status: SandboxStatus, pause_mode: str | None, on_host: RuntimeStatus) -> Recovery:
+    """What a pause, resume or snapshot cut short by a crash needs; `pause_mode` is how
+    the store says a paused sandbox was paused (FREEZE or CHECKPOINT)."""
+    if status is SandboxStatus.PAUSED:
+        if on_host is RuntimeStatus.CHECKPOINTED or (
+            on_host is RuntimeStatus.PAUSED and pause_mode == FREEZE
+        ):
+            return Recovery.STAYS_PAUSED
+        if on_host in (RuntimeStatus.RUNNING, RuntimeStatus.PAUSED):
+            return Recovery.FINISH_RESUME
+    elif status is SandboxStatus.RUNNING:
+        if on_host is RuntimeStatus.CHECKPOINTED:
+            return Recovery.BACK_TO_PAUSED
+        if on_host is RuntimeStatus.PAUSED:
+            return Recovery.THAW
+    return Recovery.NONE

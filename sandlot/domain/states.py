@@ -18,6 +18,10 @@ class SandboxStatus(enum.StrEnum):
 
 S = SandboxStatus
 
+CHECKPOINT = "checkpoint"
+FREEZE = "freeze"
+"""How a paused sandbox was paused: its processes dumped to disk, or frozen in memory."""
+
 TRANSITIONS: dict[SandboxStatus, frozenset[SandboxStatus]] = {
     S.CREATING: frozenset({S.RUNNING, S.STOPPING, S.ERROR}),
     S.RUNNING: frozenset({S.PAUSED, S.STOPPING, S.ERROR}),

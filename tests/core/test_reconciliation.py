@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from sandlot.core.reconciliation import Action, leftovers, outcome
+from sandlot.core.reconciliation import Action, Recovery, leftovers, outcome, recovery
 from sandlot.domain.states import SandboxStatus
 from sandlot.runtime.base import RuntimeStatus
 
@@ -34,3 +34,25 @@ def test_every_pair_of_states_has_one_outcome(
 def test_leftovers_are_what_the_host_holds_and_no_live_row_names() -> None:
     assert leftovers({"a", "b"}, {"b", "c", "warm"}) == {"c", "warm"}
     assert leftovers({"a"}, set()) == set()
+
+
+RECOVERIES = {
+    # (status in the store, on the host): what was cut short, whatever the pause mode
+    (S.PAUSED, R.CHECKPOINTED): Recovery.STAYS_PAUSED,
+    (S.PAUSED, R.PAUSED): Recovery.FINISH_RESUME,  # frozen for a dump that never came
+    (S.PAUSED, R.RUNNING): Recovery.FINISH_RESUME,  # the dump never began
+    (S.RUNNING, R.CHECKPOINTED): Recovery.BACK_TO_PAUSED,  # a resume cut short
+    (S.RUNNING, R.PAUSED): Recovery.THAW,  # a snapshot cut short
+}
+
+
+@pytest.mark.parametrize(
+    ("status", "mode", "on_host"), list(itertools.product(S, ["checkpoint", "freeze", None], R))
+)
+def test_what_a_crash_cut_short_is_recovered_as_the_table_says(
+    status: SandboxStatus, mode: str | None, on_host: RuntimeStatus
+) -> None:
+    expected = RECOVERIES.get((status, on_host), Recovery.NONE)
+    if (status, mode, on_host) == (S.PAUSED, "freeze", R.PAUSED):
+        expected = Recovery.STAYS_PAUSED  # paused by freezing: frozen is how it should be
+    assert recovery(status, mode, on_host) is expected
