@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         "`runtime`, the default; empty offers the default alone.",
     )
     oci_binary: str = "runc"
+    user_namespace_owners: bool = Field(
+        default=False,
+        description="Make each runc sandbox's user namespace owned by a host uid of its own, "
+        "so per-user kernel allowances (inotify, message queues, pending signals) are counted "
+        "per sandbox. Needs root to hold CAP_SYS_RESOURCE; without it the setting is ignored.",
+    )
     runsc_platform: Literal["systrap", "ptrace", "kvm"] = Field(
         default="systrap", description="How gVisor intercepts system calls (runsc --platform)."
     )

@@ -64,7 +64,12 @@ def _backend(settings: Settings, name: str) -> OciRuntime:
         return RunscRuntime(
             settings.data_dir, network=settings.network_enabled, platform=settings.runsc_platform
         )
-    return OciRuntime(settings.data_dir, binary=settings.oci_binary, criu=settings.criu_path)
+    return OciRuntime(
+        settings.data_dir,
+        binary=settings.oci_binary,
+        criu=settings.criu_path,
+        user_namespace_owners=settings.user_namespace_owners,
+    )
 
 
 def open_database(settings: Settings) -> Database:

@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -69,6 +70,8 @@ from sandlot.runtime.userns import (
     owner_of,
 )
 
+log = logging.getLogger(__name__)
+
 AGENT_DIR = Path(sandlot.agent.__file__).parent
 RUN_BASE = Path("/run/sandlot")
 HOST_SHARED_KB = 1024
@@ -103,13 +106,21 @@ class OciRuntime:
     """The agent is the sandbox's init, a host process: its listening socket says so."""
     own_user_namespace = True
     """Each sandbox's user namespace is made for it, owned by a uid of its own (see
-    `userns.py`), rather than by runc as root: where the host lets root keep
-    CAP_SYS_RESOURCE. Without it, runc could not set a sandbox's rlimits nor CRIU read
-    them through a namespace root does not own, so there runc makes the namespace."""
+    `userns.py`), rather than by runc as root: when the operator asks for it
+    (`user_namespace_owners`) and root holds CAP_SYS_RESOURCE. Without the capability
+    runc could not set a sandbox's rlimits, nor CRIU read them, through a namespace
+    root does not own."""
     checkpoint_marker = "inventory.img"
     """The file a complete dump leaves in the checkpoint directory."""
 
-    def __init__(self, data_dir: Path, binary: str = "runc", criu: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        binary: str = "runc",
+        criu: str | None = None,
+        *,
+        user_namespace_owners: bool = False,
+    ) -> None:
         self.binary = binary
         self.criu = find_criu(criu)
         self.run_root = run_root_for(data_dir)
@@ -122,7 +133,13 @@ class OciRuntime:
         self.disks_root.mkdir(parents=True, exist_ok=True)
         self.agent_dir = self._install_agent()
         self.owners = NamespaceOwners(self.run_root.glob(f"*/{NS_FILE}"))
-        self.own_user_namespace = self.own_user_namespace and has_sys_resource()
+        self.own_user_namespace = self.own_user_namespace and user_namespace_owners
+        if self.own_user_namespace and not has_sys_resource():
+            log.warning(
+                "user_namespace_owners needs root to hold CAP_SYS_RESOURCE, which this host "
+                "withholds; sandboxes' user namespaces are runc's"
+            )
+            self.own_user_namespace = False
         become_subreaper()
 
     def _install_agent(self) -> Path:

@@ -10,11 +10,11 @@ made by a short-lived helper running as an owner uid allocated to the sandbox (n
 uid the sandbox maps or any host account uses), its maps written by the host, and
 handed to runc by path; each sandbox then spends an allowance of its own.
 
-It takes CAP_SYS_RESOURCE in the host's namespace: over a namespace root does not own,
-runc needs it to set the sandbox's rlimits and CRIU to read them. A host that withholds
-it from root (some VMs and containers do) gets namespaces made by runc, as before, and
-`scripts/setup` raises the inotify allowances there so the one shared pool is not the
-128 instances of a desktop default; message-queue bytes stay shared on such a host.
+The operator turns it on (`user_namespace_owners`). It takes CAP_SYS_RESOURCE in the
+host's namespace: over a namespace root does not own, runc needs it to set a sandbox's
+rlimits and CRIU to read them. Otherwise namespaces are runc's, as before, and
+`scripts/setup` raises the inotify allowances so the one shared pool is not the 128
+instances of a desktop default; message-queue bytes stay shared there.
 
 The namespace is kept by a bind mount of its nsfs file in the sandbox's bundle, so it
 goes with the bundle's other mounts on destroy; the owner uid is read back from the

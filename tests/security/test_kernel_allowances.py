@@ -4,9 +4,11 @@ The kernel counts inotify instances, message-queue bytes and the like per uid in
 namespace and again for the namespace's owner in the parent. A sandbox opening
 thousands of inotify instances (every `inotify_init` a default host would have refused
 after 128, for everyone) leaves a sandbox of another organisation, and host root, able
-to open theirs. Message-queue bytes are per sandbox where the sandbox's user namespace
-has an owner of its own (a host that lets root keep CAP_SYS_RESOURCE; see
-`sandlot/runtime/userns.py`); elsewhere that test is skipped with the reason.
+to open theirs. Message-queue bytes are per sandbox where each sandbox's user namespace
+has an owner of its own (`user_namespace_owners`, on a host that lets root keep
+CAP_SYS_RESOURCE; see `sandlot/runtime/userns.py`): that test runs a server of its own
+with the setting on, and is skipped with the reason where the host withholds the
+capability.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ from __future__ import annotations
 import ctypes
 import os
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from sandlot import Sandbox, Sandlot
 from sandlot.runtime.userns import has_sys_resource
+from sandlot.testing import ServerProcess
+from tests.security.probes import other_org_key
 
 HOLD_INOTIFY = """
 import ctypes, sys, time
@@ -88,13 +94,33 @@ def test_inotify_instances_of_one_sandbox_leave_others_and_the_host_theirs(
     assert host_fd >= 0, f"host root's inotify_init failed with errno {host_errno}"
 
 
-def test_message_queue_bytes_of_one_sandbox_leave_another_its_own(
-    client: Sandlot, bystander: Sandbox
-) -> None:
+@pytest.fixture
+def owners_server(tmp_path: Path) -> Iterator[ServerProcess]:
     if not has_sys_resource():
         print("root here lacks CAP_SYS_RESOURCE: sandboxes' user namespaces are runc's")
         pytest.skip("message-queue bytes are shared where namespaces are root's")
-    with Sandbox.create(client=client) as greedy:
+    srv = ServerProcess(
+        tmp_path / "data",
+        extra_env={"SANDLOT_USER_NAMESPACE_OWNERS": "true", "SANDLOT_WARM_POOL_SIZE": "0"},
+    )
+    srv.data_dir.mkdir()
+    srv.start()
+    yield srv
+    srv.destroy_all()
+    srv.stop()
+
+
+def test_message_queue_bytes_of_one_sandbox_leave_another_its_own(
+    owners_server: ServerProcess,
+) -> None:
+    with Sandlot(owners_server.url, owners_server.api_key) as admin:
+        key = other_org_key(admin)
+    with (
+        Sandlot(owners_server.url, owners_server.api_key) as client,
+        Sandlot(owners_server.url, key) as other,
+        Sandbox.create(client=client) as greedy,
+        Sandbox.create(client=other) as bystander,
+    ):
         greedy.files.write("/tmp/fill.py", FILL_QUEUES)
         opened, errno = greedy.commands.run("python3 /tmp/fill.py 1000 q").stdout.split()
         bystander.files.write("/tmp/fill.py", FILL_QUEUES)
