@@ -13,11 +13,11 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import errors
 from .processes import OUTPUT_READ_SIZE, ManagedProcess, parse_signal
-from .protocol import CHUNK_SIZE, DATA, END, SIGNAL, Frame
+from .protocol import CHUNK_SIZE, DATA, END, SIGNAL, Frame, ProcessInfo
 
 if TYPE_CHECKING:
     from .server import Stream
@@ -71,7 +71,7 @@ class Attachment:
     def output(self, fd: str, data: bytes) -> None:
         self._enqueue(fd, data)
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self) -> ProcessInfo:
         """Send everything queued as the client grants credit, until the process finished;
         returns its final info."""
         stream, proc = self._stream, self._proc

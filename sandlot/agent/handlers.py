@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, errors, files, users
 from .attachments import Attachment, feed_process
 from .processes import ManagedProcess, Terminal, parse_signal
-from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, Frame
+from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, Frame, ProcessInfo
 from .scrollback import DEFAULT_SCROLLBACK, MAX_SCROLLBACK
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ class _ProcessBridge:
         feed_process(self._proc, frame, self._stream.consumed, self._proc.send_signal)
 
 
-async def start_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+async def start_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> ProcessInfo:
     """Start a background process and answer its info at once.
 
     args: as for exec (`argv` or `cmd`, `cwd`, `env`, `timeout`, `user`), plus `pty` ([cols,
@@ -163,7 +163,7 @@ async def start_process(agent: Agent, stream: Stream, args: dict[str, Any]) -> d
     return proc.info()
 
 
-async def attach(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+async def attach(agent: Agent, stream: Stream, args: dict[str, Any]) -> ProcessInfo:
     """Follow a background process: an `attached` event (info, dropped_bytes), the replay
     of its scrollback and then its live output as data frames, and its final info as the
     response once it exited. Data and end frames feed its stdin, signal frames signal it.
@@ -178,14 +178,12 @@ async def attach(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str
         attachment.close()
 
 
-async def list_processes(
-    agent: Agent, stream: Stream, args: dict[str, Any]
-) -> list[dict[str, Any]]:
+async def list_processes(agent: Agent, stream: Stream, args: dict[str, Any]) -> list[ProcessInfo]:
     include_exited = _flag(args, "include_exited")
     return [proc.info() for proc in agent.processes.background(include_exited)]
 
 
-async def process_info(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+async def process_info(agent: Agent, stream: Stream, args: dict[str, Any]) -> ProcessInfo:
     return agent.processes.find(args.get("process_id")).info()
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from . import errors
+from .protocol import ProcessInfo
 from .reaper import Reaper
 from .scrollback import Scrollback
 from .users import RunAs
@@ -171,7 +172,7 @@ class ManagedProcess:
     def exited(self) -> bool:
         return self._status is not None
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> ProcessInfo:
         """What the API reports about the process (exit fields None while it runs)."""
         result = self.finished.result() if self.finished.done() else None
         return {

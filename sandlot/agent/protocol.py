@@ -35,7 +35,7 @@ import json
 import re
 import struct
 from collections import deque
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, TypedDict
 
 PROTOCOL_VERSION = 1
 
@@ -60,6 +60,27 @@ ERROR = "error"
 
 # Payloads at least this large are written separately instead of being copied once more.
 _SEPARATE_PAYLOAD = 64 * 1024
+
+
+class ProcessInfo(TypedDict):
+    """A background process as the agent reports it (start, list, info, attach); the
+    exit fields are None while it runs. The host checks every field of it (see
+    `runtime/agent_client.py`): what the agent sends is the tenant's to forge."""
+
+    process_id: str
+    pid: int
+    command: str | list[str]
+    cwd: str
+    pty: bool
+    started_at: float
+    status: Literal["running", "exited"]
+    exit_code: int | None
+    signal: str | None
+    duration_ms: float | None
+    timed_out: bool | None
+
+
+PROCESS_INFO_KEYS = tuple(ProcessInfo.__annotations__)
 
 
 class ProtocolError(Exception):

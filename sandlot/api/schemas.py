@@ -13,6 +13,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from sandlot.agent.protocol import ProcessInfo
 from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView, StartProcess
 from sandlot.core.ssh_access import SshKey
 from sandlot.core.usage import UsageRecord
@@ -442,7 +443,7 @@ class ProcessOut(Model):
     timed_out: bool | None = None
 
     @classmethod
-    def of(cls, info: dict[str, Any]) -> ProcessOut:
+    def of(cls, info: ProcessInfo) -> ProcessOut:
         return cls(
             id=info["process_id"],
             pid=info["pid"],

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sandlot.agent.protocol import ProcessInfo
 from sandlot.core.admission import Admission
 from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity
@@ -453,7 +454,7 @@ class SandboxService:
 
     async def start_process(
         self, org_id: str, sandbox_id: str, request: StartProcess
-    ) -> dict[str, Any]:
+    ) -> ProcessInfo:
         """Start a process the sandbox's agent owns; it outlives the caller's connection."""
         live = await self._live_sandbox(org_id, sandbox_id)
         command = request.command

@@ -33,7 +33,7 @@ import struct
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sandlot.agent.protocol import (
     CANCEL,
@@ -44,6 +44,7 @@ from sandlot.agent.protocol import (
     ERROR,
     EVENT,
     MAX_PAYLOAD_SIZE,
+    PROCESS_INFO_KEYS,
     READ_BUFFER_LIMIT,
     REQUEST,
     RESPONSE,
@@ -52,6 +53,7 @@ from sandlot.agent.protocol import (
     Frame,
     FrameWriter,
     Inbox,
+    ProcessInfo,
     ProtocolError,
     QueueBudget,
     ReceiveWindow,
@@ -76,20 +78,6 @@ OutputCallback = Callable[[str, bytes], Awaitable[None] | None]
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-PROCESS_INFO_KEYS = (
-    "process_id",
-    "pid",
-    "command",
-    "cwd",
-    "pty",
-    "started_at",
-    "status",
-    "exit_code",
-    "signal",
-    "duration_ms",
-    "timed_out",
-)
-"""The keys of a ProcessInfo dict; the exit fields (the last four) are None while it runs."""
 
 QUIESCE_TIMEOUT = 2.0
 CALL_TIMEOUT = 30.0
@@ -275,7 +263,7 @@ class Attachment:
         client: AgentClient,
         stream: _Stream,
         *,
-        info: dict[str, Any],
+        info: ProcessInfo,
         dropped_bytes: int,
     ) -> None:
         self._client = client
@@ -570,7 +558,7 @@ class AgentClient:
         scrollback: int | None = None,
         hold_until_attach: float | None = None,
         user: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ProcessInfo:
         """Start a background process that outlives this connection; returns its ProcessInfo.
 
         `pty` (cols, rows) runs it on a terminal (one output stream, "pty"; TERM defaults
@@ -597,13 +585,13 @@ class AgentClient:
             args["argv"] = list(command)
         return _process_info(await self._call("start", args), "start")
 
-    async def list_processes(self, include_exited: bool = False) -> list[dict[str, Any]]:
+    async def list_processes(self, include_exited: bool = False) -> list[ProcessInfo]:
         """Background processes, oldest first; with `include_exited`, also the retained
         exited ones (kept at least 5 minutes, or until 100 newer ones exited)."""
         result = await self._call("list_processes", {"include_exited": include_exited})
         return [_process_info(item, "list_processes") for item in _expect(list, result, "list")]
 
-    async def process_info(self, process_id: str) -> dict[str, Any]:
+    async def process_info(self, process_id: str) -> ProcessInfo:
         result = await self._call("process_info", {"process_id": process_id})
         return _process_info(result, "process_info")
 
@@ -930,7 +918,7 @@ def _exec_result(result: object, stdout: OutputTail, stderr: OutputTail) -> Exec
     )
 
 
-def _process_info(result: object, op: str) -> dict[str, Any]:
+def _process_info(result: object, op: str) -> ProcessInfo:
     """Check a ProcessInfo from the agent and keep exactly its documented keys."""
     if not isinstance(result, dict) or not all(key in result for key in PROCESS_INFO_KEYS):
         raise InternalError(f"the agent answered {op} with a malformed process info")
@@ -954,7 +942,7 @@ def _process_info(result: object, op: str) -> dict[str, Any]:
     ):
         raise InternalError(f"the agent answered {op} with a malformed process info")
     info["started_at"] = float(info["started_at"])
-    return info
+    return cast(ProcessInfo, info)
 
 
 def _is_int(value: object) -> bool:
