@@ -15,10 +15,11 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from typing import Any
+from typing import Literal
 
 from . import errors
 from .errors import AgentError
+from .protocol import EntryInfo
 
 _TEMP_SUFFIX = ".sandlot-part"
 
@@ -38,9 +39,10 @@ def resolve(path: object, workdir: str) -> str:
     return "/" + resolved.lstrip("/")
 
 
-def entry_of(path: str, st: os.stat_result, name: str | None = None) -> dict[str, Any]:
+def entry_of(path: str, st: os.stat_result, name: str | None = None) -> EntryInfo:
     mode = st.st_mode
     target: str | None = None
+    kind: Literal["file", "dir", "symlink"]
     if stat.S_ISLNK(mode):
         kind = "symlink"
         try:
@@ -62,14 +64,14 @@ def entry_of(path: str, st: os.stat_result, name: str | None = None) -> dict[str
     }
 
 
-def stat_entry(path: str) -> dict[str, Any]:
+def stat_entry(path: str) -> EntryInfo:
     try:
         return entry_of(path, os.lstat(path))
     except OSError as exc:
         raise errors.from_oserror(exc, path) from None
 
 
-def list_dir(path: str, depth: int = 1) -> list[dict[str, Any]]:
+def list_dir(path: str, depth: int = 1) -> list[EntryInfo]:
     """Entries under `path`, sorted by name, each directory followed by its own entries
     down to `depth` levels (1: only the directory's children). Symlinked directories are
     listed, not entered; unreadable subdirectories are listed without their contents.
@@ -77,14 +79,14 @@ def list_dir(path: str, depth: int = 1) -> list[dict[str, Any]]:
     try:
         if not stat.S_ISDIR(os.stat(path).st_mode):
             raise errors.operation_failed("not a directory", path)
-        entries: list[dict[str, Any]] = []
+        entries: list[EntryInfo] = []
         _walk(path, depth, entries)
     except OSError as exc:
         raise errors.from_oserror(exc, path) from None
     return entries
 
 
-def _walk(directory: str, depth: int, entries: list[dict[str, Any]]) -> None:
+def _walk(directory: str, depth: int, entries: list[EntryInfo]) -> None:
     with os.scandir(directory) as it:
         items = sorted(it, key=lambda item: item.name)
     for item in items:
@@ -100,7 +102,7 @@ def _walk(directory: str, depth: int, entries: list[dict[str, Any]]) -> None:
                 _walk(path, depth - 1, entries)
 
 
-def make_dir(path: str, parents: bool = False) -> dict[str, Any]:
+def make_dir(path: str, parents: bool = False) -> EntryInfo:
     """Create a directory; with `parents`, also its missing parents and no error if it exists."""
     try:
         if parents:
@@ -248,7 +250,7 @@ class AtomicWriter:
         except OSError as exc:
             raise errors.from_oserror(exc, self.path) from None
 
-    def commit(self) -> dict[str, Any]:
+    def commit(self) -> EntryInfo:
         """Move the written file into place; returns its entry."""
         assert self._fd is not None, "commit after commit or abort"
         fd, self._fd = self._fd, None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import __version__, errors, files, users
 from .attachments import Attachment, feed_process
 from .processes import ManagedProcess, Terminal, parse_signal
-from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, Frame, ProcessInfo
+from .protocol import CHUNK_SIZE, DATA, END, PROTOCOL_VERSION, EntryInfo, Frame, ProcessInfo
 from .scrollback import DEFAULT_SCROLLBACK, MAX_SCROLLBACK
 
 if TYPE_CHECKING:
@@ -283,7 +283,7 @@ async def read_file(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[
     return {"size": size}
 
 
-async def write_file(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+async def write_file(agent: Agent, stream: Stream, args: dict[str, Any]) -> EntryInfo:
     """Receive data frames into a temporary file, renamed into place at the end frame."""
     path = files.resolve(args.get("path"), agent.workdir)
     mode = args.get("mode")
@@ -303,7 +303,7 @@ async def write_file(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict
         raise
 
 
-async def list_dir(agent: Agent, stream: Stream, args: dict[str, Any]) -> list[dict[str, Any]]:
+async def list_dir(agent: Agent, stream: Stream, args: dict[str, Any]) -> list[EntryInfo]:
     path = files.resolve(args.get("path"), agent.workdir)
     depth = args.get("depth", 1)
     if not isinstance(depth, int) or isinstance(depth, bool) or depth < 1:
@@ -312,11 +312,11 @@ async def list_dir(agent: Agent, stream: Stream, args: dict[str, Any]) -> list[d
     return await asyncio.to_thread(files.list_dir, path, depth)
 
 
-async def stat(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+async def stat(agent: Agent, stream: Stream, args: dict[str, Any]) -> EntryInfo:
     return files.stat_entry(files.resolve(args.get("path"), agent.workdir))
 
 
-async def mkdir(agent: Agent, stream: Stream, args: dict[str, Any]) -> dict[str, Any]:
+async def mkdir(agent: Agent, stream: Stream, args: dict[str, Any]) -> EntryInfo:
     path = files.resolve(args.get("path"), agent.workdir)
     return files.make_dir(path, parents=_flag(args, "parents"))
 

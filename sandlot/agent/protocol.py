@@ -83,6 +83,21 @@ class ProcessInfo(TypedDict):
 PROCESS_INFO_KEYS = tuple(ProcessInfo.__annotations__)
 
 
+class EntryInfo(TypedDict):
+    """A file, directory or symlink as the agent reports it (list, stat, mkdir, write)."""
+
+    name: str
+    path: str
+    type: Literal["file", "dir", "symlink"]
+    size: int
+    mode: int
+    mtime: float
+    symlink_target: str | None
+
+
+ENTRY_INFO_KEYS = tuple(EntryInfo.__annotations__)
+
+
 class ProtocolError(Exception):
     """A frame that breaks the protocol: oversize, truncated, or not the expected shape.
 

@@ -13,7 +13,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from sandlot.agent.protocol import ProcessInfo
+from sandlot.agent.protocol import EntryInfo, ProcessInfo
 from sandlot.core.models import CommandOutcome, CreateSandbox, SandboxView, StartProcess
 from sandlot.core.ssh_access import SshKey
 from sandlot.core.usage import UsageRecord
@@ -475,7 +475,7 @@ class EntryOut(Model):
     symlink_target: str | None = None
 
     @classmethod
-    def of(cls, entry: dict[str, Any]) -> EntryOut:
+    def of(cls, entry: EntryInfo) -> EntryOut:
         return cls(
             name=entry["name"],
             path=entry["path"],
@@ -483,7 +483,7 @@ class EntryOut(Model):
             size=entry["size"],
             mode=entry["mode"],
             mtime=datetime.fromtimestamp(entry["mtime"], UTC),
-            symlink_target=entry.get("symlink_target"),
+            symlink_target=entry["symlink_target"],
         )
 
 

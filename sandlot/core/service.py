@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sandlot.agent.protocol import ProcessInfo
+from sandlot.agent.protocol import EntryInfo, ProcessInfo
 from sandlot.core.admission import Admission
 from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity
@@ -409,7 +409,7 @@ class SandboxService:
         path: str,
         chunks: AsyncIterable[bytes],
         mode: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> EntryInfo:
         session = await self.session(org_id, sandbox_id)
         entry = await session.write_file(path, chunks, mode=mode)
         self.events.publish(

@@ -41,6 +41,7 @@ from sandlot.agent.protocol import (
     CREDIT,
     DATA,
     END,
+    ENTRY_INFO_KEYS,
     ERROR,
     EVENT,
     MAX_PAYLOAD_SIZE,
@@ -50,6 +51,7 @@ from sandlot.agent.protocol import (
     RESPONSE,
     SIGNAL,
     STREAM_WINDOW,
+    EntryInfo,
     Frame,
     FrameWriter,
     Inbox,
@@ -655,7 +657,7 @@ class AgentClient:
         chunks: AsyncIterable[bytes] | bytes,
         *,
         mode: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> EntryInfo:
         """Write a file atomically (parents created; nothing left if the upload fails)."""
         stream = self._open("write_file", {"path": path, "mode": mode})
         loop = asyncio.get_running_loop()
@@ -667,22 +669,22 @@ class AgentClient:
             await asyncio.wait((upload, answer), return_when=asyncio.FIRST_COMPLETED)
             if upload.done() and not answer.done():
                 upload.result()  # raises what broke the upload
-            return _expect(dict, await answer, "write_file")
+            return _entry_info(await answer, "write_file")
         finally:
             upload.cancel()
             answer.cancel()
             self._abandon(stream)
 
-    async def list_dir(self, path: str, depth: int = 1) -> list[dict[str, Any]]:
+    async def list_dir(self, path: str, depth: int = 1) -> list[EntryInfo]:
         result = await self._call("list_dir", {"path": path, "depth": depth})
-        return _expect(list, result, "list_dir")
+        return [_entry_info(item, "list_dir") for item in _expect(list, result, "list_dir")]
 
-    async def stat(self, path: str) -> dict[str, Any]:
-        return _expect(dict, await self._call("stat", {"path": path}), "stat")
+    async def stat(self, path: str) -> EntryInfo:
+        return _entry_info(await self._call("stat", {"path": path}), "stat")
 
-    async def mkdir(self, path: str, parents: bool = False) -> dict[str, Any]:
+    async def mkdir(self, path: str, parents: bool = False) -> EntryInfo:
         result = await self._call("mkdir", {"path": path, "parents": parents})
-        return _expect(dict, result, "mkdir")
+        return _entry_info(result, "mkdir")
 
     async def remove(self, path: str, recursive: bool = False) -> None:
         await self._call("remove", {"path": path, "recursive": recursive})
@@ -943,6 +945,26 @@ def _process_info(result: object, op: str) -> ProcessInfo:
         raise InternalError(f"the agent answered {op} with a malformed process info")
     info["started_at"] = float(info["started_at"])
     return cast(ProcessInfo, info)
+
+
+def _entry_info(result: object, op: str) -> EntryInfo:
+    """Check an EntryInfo from the agent and keep exactly its documented keys."""
+    if not isinstance(result, dict) or not all(key in result for key in ENTRY_INFO_KEYS):
+        raise InternalError(f"the agent answered {op} with a malformed file entry")
+    entry = {key: result[key] for key in ENTRY_INFO_KEYS}
+    target = entry["symlink_target"]
+    if (
+        not isinstance(entry["name"], str)
+        or not isinstance(entry["path"], str)
+        or entry["type"] not in ("file", "dir", "symlink")
+        or not _is_int(entry["size"])
+        or not _is_int(entry["mode"])
+        or not isinstance(entry["mtime"], (int, float))
+        or not (target is None or isinstance(target, str))
+    ):
+        raise InternalError(f"the agent answered {op} with a malformed file entry")
+    entry["mtime"] = float(entry["mtime"])
+    return cast(EntryInfo, entry)
 
 
 def _is_int(value: object) -> bool:
