@@ -64,6 +64,8 @@ def test_a_malformed_entry_is_refused(change: dict[str, Any]) -> None:
 
 
 def test_a_reply_that_is_not_an_object_or_lacks_a_field_is_refused() -> None:
-    for bad in (None, [], "x", {k: v for k, v in ENTRY.items() if k != "path"}):
+    missing = {k: v for k, v in ENTRY.items() if k != "path"}
+    bad_replies: list[object] = [None, [], "x", missing]
+    for bad in bad_replies:
         with pytest.raises(InternalError):
             _entry_info(bad, "stat")
