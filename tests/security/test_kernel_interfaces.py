@@ -9,6 +9,7 @@ namespace), reaching nothing of the host's: those answers are asserted as what t
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -69,7 +70,7 @@ def test_the_agent_cannot_be_traced_or_robbed_of_its_connection(
         # descriptor links for its dumpable flag: the links name a host fd it holds,
         # which nothing inside can open or take.
         assert taken == {"pidfd_open": "ENOSYS"}
-        assert found["fd link"] == "host:[1]"
+        assert re.fullmatch(r"host:\[\d+\]", str(found["fd link"])), found  # the number varies
 
 
 def test_host_processes_cannot_be_seen_signalled_or_traced(
