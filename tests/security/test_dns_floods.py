@@ -79,7 +79,12 @@ def dns_server(
     ensure_base_template()
     srv = ServerProcess(
         tmp_path_factory.mktemp("sandlot-dns"),
-        extra_env={"SANDLOT_DNS_UPSTREAMS": json.dumps([f"127.0.0.1#{upstream.port}"])},
+        # No warm pool: refilling it in the background would run the nft of a new
+        # sandbox's firewall beside the flood's openings, which are what is counted.
+        extra_env={
+            "SANDLOT_DNS_UPSTREAMS": json.dumps([f"127.0.0.1#{upstream.port}"]),
+            "SANDLOT_WARM_POOL_SIZE": "0",
+        },
     )
     srv.start()
     yield srv
@@ -124,8 +129,8 @@ print(sent)
 
 
 def nft_processes(server: ServerProcess) -> int:
-    """nft processes the server under test runs now (its children: other servers on the
-    host, the suite's own among them, run theirs)."""
+    """nft processes the server under test runs now: its children, not yet exited (other
+    servers on the host, the suite's own among them, run theirs)."""
     assert server.proc is not None
     count = 0
     for pid in os.listdir("/proc"):
@@ -134,7 +139,9 @@ def nft_processes(server: ServerProcess) -> int:
                 with open(f"/proc/{pid}/stat") as f:
                     # "pid (comm) state ppid ...": comm may hold spaces, so split after it
                     comm, _, rest = f.read().partition(")")
-                    count += comm.endswith("(nft") and int(rest.split()[1]) == server.proc.pid
+                    state, ppid = rest.split()[:2]
+                    running = state != "Z"  # one that has exited but is not yet reaped is not
+                    count += comm.endswith("(nft") and running and int(ppid) == server.proc.pid
             except (OSError, ValueError, IndexError):
                 pass
     return count
