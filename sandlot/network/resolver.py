@@ -13,6 +13,7 @@ import asyncio
 import errno
 import logging
 import struct
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,12 @@ MAX_PENDING = 1024
 MAX_PENDING_PER_SOURCE = 64
 """Queries being answered at once for one sandbox: a flood from one cannot use up the
 resolver for the others."""
+QUERIES_PER_SECOND = 100.0
+QUERY_BURST = 200.0
+"""Queries one sandbox may have answered per second, and in one burst: a flood of
+distinct names otherwise keeps the server's loop, which also serves the API and every
+other sandbox, answering it; a dropped query is retried by the client, as from any
+loaded resolver."""
 MAX_TCP_PER_SOURCE = 8
 """Open DNS-over-TCP connections one sandbox may hold (thousands used up the server's
 descriptors)."""
@@ -87,6 +94,7 @@ class Resolver:
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._pending: dict[str, int] = {}
+        self._rates = _QueryRates(QUERIES_PER_SECOND, QUERY_BURST)
         self._tcp_open: dict[str, int] = {}
         self.port = 0
 
@@ -122,6 +130,8 @@ class Resolver:
         mine = self._pending.get(source, 0)
         if len(self._tasks) >= MAX_PENDING or mine >= MAX_PENDING_PER_SOURCE:
             return  # a flood: drop the query as a loaded resolver would; clients retry
+        if not self._rates.take(source):
+            return
         self._pending[source] = mine + 1
         task = asyncio.get_running_loop().create_task(self._reply(wire, source, reply))
         self._tasks.add(task)
@@ -217,6 +227,37 @@ class Resolver:
             else:
                 self._tcp_open.pop(source, None)
             writer.close()
+
+
+class _QueryRates:
+    """A token bucket per source address. Buckets that have refilled are forgotten
+    once many are held, so the table stays as small as the sandboxes asking."""
+
+    KEPT = 4096
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate, self._burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        """source -> (tokens, when they were counted)"""
+
+    def take(self, source: str) -> bool:
+        now = time.monotonic()
+        tokens = self._tokens(source, now)
+        if tokens < 1:
+            self._buckets[source] = (tokens, now)
+            return False
+        self._buckets[source] = (tokens - 1, now)
+        if len(self._buckets) > self.KEPT:
+            self._buckets = {
+                kept: bucket
+                for kept, bucket in self._buckets.items()
+                if self._tokens(kept, now) < self._burst
+            }
+        return True
+
+    def _tokens(self, source: str, now: float) -> float:
+        tokens, then = self._buckets.get(source, (self._burst, now))
+        return min(self._burst, tokens + (now - then) * self._rate)
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):
