@@ -96,6 +96,9 @@ CONNECTION_QUEUE_LIMIT = 64 * 1024 * 1024
 AGENT_HEADER_LIMIT = 4 * 1024 * 1024
 """Largest frame header accepted from an agent (a directory listing is the largest
 honest one)."""
+CLOSE_GRACE = 1.0
+"""Seconds a closing connection may spend flushing frames to the agent before it is
+cut: an agent that stops reading would otherwise hold the closer (a destroy) for ever."""
 _RETRY_DELAY = 0.002
 _PATIENT_AFTER = 0.5
 """Poll every _RETRY_DELAY while an agent may still be starting, then back off."""
@@ -433,8 +436,13 @@ class AgentClient:
         self._reader_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader_task
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
+        try:
+            async with asyncio.timeout(CLOSE_GRACE):
+                await self._writer.wait_closed()
+        except TimeoutError:
+            self._writer.transport.abort()
+        except OSError:
+            pass
 
     async def __aenter__(self) -> AgentClient:
         return self
