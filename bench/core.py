@@ -19,9 +19,9 @@ from pathlib import Path
 
 from bench.stats import UNLIMITED, print_row
 from sandlot import Sandbox, Sandlot
+from sandlot.domain.host_values import SandboxSpec
 from sandlot.domain.resources import Resources
 from sandlot.runtime.oci import OciRuntime
-from sandlot.runtime.spec import SandboxSpec
 from sandlot.testing import ServerProcess, base_layers, ensure_base_template
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 from bench.stats import UNLIMITED, print_row
 from sandlot import Sandbox, Sandlot
+from sandlot.domain.host_values import SandboxSpec
 from sandlot.domain.resources import Resources
 from sandlot.runtime.cgroups import read_usage
 from sandlot.runtime.oci import CRIU_OPTIONS, OciRuntime, _hand_over_images
 from sandlot.runtime.reaping import reap
-from sandlot.runtime.spec import SandboxSpec
 from sandlot.testing import ServerProcess, base_layers, ensure_base_template
 
 SIZES_MIB = (64, 512)

@@ -123,7 +123,6 @@ def build_server(settings: Settings) -> Server:
     )
     service = SandboxService(
         db=db,
-        runtime=runtime,
         templates=templates,
         pool=pool,
         events=events,
@@ -140,7 +139,6 @@ def build_server(settings: Settings) -> Server:
         snapshot_quota=SnapshotQuota(
             settings.org_max_snapshots, settings.org_max_snapshot_storage_mb
         ),
-        network=network,
         previews=Previews(
             db,
             events,

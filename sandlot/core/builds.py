@@ -33,6 +33,7 @@ from sandlot.core.build_log import BUILD_LOG_MAX_BYTES, CappedLog
 from sandlot.core.incidents import internal_error, public_reason
 from sandlot.core.models import CreateSandbox, StartProcess
 from sandlot.domain import ids
+from sandlot.domain.host_values import BackendError
 from sandlot.domain.resources import Resources
 from sandlot.errors import (
     BuildNotFoundError,
@@ -41,7 +42,6 @@ from sandlot.errors import (
     SandlotError,
     TemplateNotFoundError,
 )
-from sandlot.runtime.base import BackendError
 from sandlot.store import builds as build_rows
 from sandlot.store.tables import TemplateBuildRow
 from sandlot.templates import sandlotfile as sf
@@ -412,7 +412,7 @@ class TemplateBuilds:
             await self._run(build_id, org_id, state, instruction, out)
 
     def _mkdirs(self, state: BuildState, path: str) -> Callable[[Path], None]:
-        offset = self.service.runtime.uid_offset
+        offset = self.service.host.uid_offset
         layers = state.template.layers
 
         def fill(root: Path) -> None:
@@ -444,7 +444,7 @@ class TemplateBuilds:
         uid, gid = self._owner(state, args.chown, instruction) if args.chown else (0, 0)
         inputs = await asyncio.to_thread(digest, context, sources)
         key = copy_key(state.key, instruction.keyword, args, destination, inputs)
-        offset = self.service.runtime.uid_offset
+        offset = self.service.host.uid_offset
         layers = t.layers
         into_dir = destination.endswith("/") or any(str(s.target) != "." for s in sources)
         owner = Owner(uid + offset, gid + offset, args.chmod)
@@ -526,7 +526,7 @@ class TemplateBuilds:
             # export_changes kills everything in the step's sandbox before it reads the
             # changes: nothing left running (or exec'd into it) can alter the capture.
             with self.layers.staging(build_layer_id(key, state.build_id, state.no_cache)) as staged:
-                await self.service.runtime.export_changes(view.id, staged)
+                await self.service.host.export_changes(view.id, staged)
                 found = self._commit(state, staged, key, instruction)
         finally:
             with contextlib.suppress(SandlotError):
@@ -598,7 +598,7 @@ class TemplateBuilds:
                     import_image,
                     archive,
                     self.templates.layers_root,
-                    uid_offset=self.service.runtime.uid_offset,
+                    uid_offset=self.service.host.uid_offset,
                     on_progress=lambda line: print(line, file=out),
                 )
                 template = self._finished(

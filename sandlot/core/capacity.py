@@ -10,6 +10,7 @@ within its quota cannot leave the host (and every other tenant) unable to fork.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections import Counter
 from collections.abc import Iterable
@@ -18,7 +19,6 @@ from pathlib import Path
 
 from sandlot.domain.resources import SANDBOX_PIDS, Resources
 from sandlot.errors import ResourceExhaustedError
-from sandlot.runtime.spec import host_cpus
 
 HOST_PIDS_RESERVED = 8192
 """Pids never promised to sandboxes: the server, its helpers and the host's own."""
@@ -49,7 +49,7 @@ def host_memory_mb() -> int:
 class Capacity:
     def __init__(self, data_dir: Path, memory_overcommit: float) -> None:
         self.data_dir = data_dir
-        self.cpus = host_cpus()
+        self.cpus = sorted(os.sched_getaffinity(0))
         self.memory_budget_mb = int(host_memory_mb() * memory_overcommit)
         self.pid_max = host_pid_max()
         self.pids_budget = max(self.pid_max - HOST_PIDS_RESERVED, 0)

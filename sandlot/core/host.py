@@ -1,27 +1,63 @@
 """The boundary between core and the machine its sandboxes run on.
 
 Core decides (who may have a sandbox, in which state, with which limits); a `Host`
-does, in coarse steps: start a sandbox with its network and agent, make it again from a
-snapshot in place, give it its network interface back after a restore, connect to its
-agent, destroy it with everything it had on the host. `sandlot.host.LocalHost` is the
-one this server runs; the calls take and return plain values (a spec, a policy, ids,
-paths) so that another host can sit behind a network hop.
-
-Not everything goes through here yet: pausing, checkpoints, snapshots, limits and
-usage readings still reach the runtime directly (see `lifecycle.py`).
+does, in coarse steps: start a sandbox with its network and agent, pause and resume
+it, save its disk and memory, apply its limits and network policy, read what it uses,
+list what exists, destroy it with everything it had on the host. Core reaches the
+runtime and the network through here alone (an import contract says so);
+`sandlot.host.LocalHost` is the one this server runs. The calls take and return plain
+values (a spec, a policy, ids, paths, the values of `sandlot.domain.host_values`) so
+that another host can sit behind a network hop; the one live object that crosses is
+the agent connection a start or connect returns.
 """
 
 from __future__ import annotations
 
+import builtins
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from sandlot.core.session import SandboxSession
+from sandlot.domain.host_values import (
+    Capabilities,
+    RuntimeSandbox,
+    RuntimeStatus,
+    SandboxSpec,
+    SandboxUsage,
+)
 from sandlot.domain.network_policy import NetworkPolicy
-from sandlot.runtime.spec import SandboxSpec
+from sandlot.domain.resources import Resources
 
 
 class Host(Protocol):
+    name: str
+    """The default backend: what a sandbox runs on unless it asks for another."""
+    uid_offset: int
+    """Host uid that container root maps to; templates are stored shifted by it."""
+    on_denied: Callable[[str, str], None]
+    """Called with a sandbox id and a name its policy kept it from resolving."""
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        """The backends a sandbox may be created on, the default first."""
+        ...
+
+    @property
+    def networked(self) -> bool:
+        """Whether sandboxes get a network (and so policies, addresses and previews)."""
+        ...
+
+    async def start_up(self) -> None:
+        """Ready the host's shared parts (the bridge, the resolver) before any sandbox."""
+        ...
+
+    async def close(self) -> None:
+        """The server is stopping: drop host state no running sandbox needs."""
+        ...
+
+    # ---- a sandbox's life --------------------------------------------------------------
+
     async def start(
         self,
         spec: SandboxSpec,
@@ -38,14 +74,98 @@ class Host(Protocol):
         """Make the sandbox again from `snapshot`, keeping its id, address and rules."""
         ...
 
-    async def plug(self, sandbox_id: str) -> None:
-        """Give a sandbox just restored its network interface again."""
-        ...
-
     async def connect(self, sandbox_id: str) -> SandboxSession:
         """A new connection to the sandbox's agent."""
         ...
 
     async def destroy(self, sandbox_id: str, address: str | None = None) -> None:
         """The sandbox, then its network (`address` frees its lease); idempotent."""
+        ...
+
+    async def update(self, sandbox_id: str, resources: Resources, cpus: str | None) -> None:
+        """New CPU, memory and pids limits for a running sandbox (a warm one handed over)."""
+        ...
+
+    # ---- pausing and saving ------------------------------------------------------------
+
+    def capabilities(self, sandbox_id: str) -> Capabilities:
+        """What the backend running this sandbox can do."""
+        ...
+
+    def backend_of(self, sandbox_id: str) -> str: ...
+
+    async def freeze(self, sandbox_id: str) -> None:
+        """Stop every process where it is, memory kept, until `thaw`."""
+        ...
+
+    async def thaw(self, sandbox_id: str) -> None:
+        """Undo `freeze`; idempotent."""
+        ...
+
+    async def checkpoint(self, sandbox_id: str) -> None:
+        """Dump the processes to disk and stop them (the agent quiesced, the network
+        interface out): the sandbox holds no memory or CPU until `restore`."""
+        ...
+
+    async def restore(self, sandbox_id: str) -> None:
+        """Bring back a checkpointed sandbox (its interface is plugged back apart)."""
+        ...
+
+    async def snapshot(self, sandbox_id: str, target: Path, memory: bool) -> int:
+        """Save the sandbox's disk (and processes, with `memory`) into `target` without
+        stopping it; returns the bytes used."""
+        ...
+
+    async def export_changes(self, sandbox_id: str, target: Path) -> None:
+        """Copy what the sandbox changed in its root into the empty directory `target`,
+        ending its processes (a build step's layer)."""
+        ...
+
+    def bytes_used(self, path: Path) -> int:
+        """The disk a saved directory (a snapshot) takes on the host."""
+        ...
+
+    # ---- its network -------------------------------------------------------------------
+
+    async def plug(self, sandbox_id: str) -> None:
+        """Give a sandbox its network interface again (after a restore or a dump)."""
+        ...
+
+    async def unplug(self, sandbox_id: str) -> None:
+        """Take its network interface out, keeping its address and rules (a dump)."""
+        ...
+
+    async def apply_policy(self, sandbox_id: str, policy: NetworkPolicy) -> None:
+        """Replace the sandbox's network rules at once."""
+        ...
+
+    async def adopt_network(self, sandbox_id: str, address: str, policy: NetworkPolicy) -> None:
+        """Know a sandbox's network again after a restart: its address and rules."""
+        ...
+
+    async def remove_network_leftovers(self, keep: set[str]) -> None:
+        """Remove the networks of every sandbox outside `keep`."""
+        ...
+
+    def address_of(self, sandbox_id: str) -> str | None: ...
+
+    def policy_of(self, sandbox_id: str) -> NetworkPolicy | None: ...
+
+    # ---- what is there and what it uses ------------------------------------------------
+
+    async def status(self, sandbox_id: str) -> RuntimeStatus: ...
+
+    async def list(self) -> builtins.list[RuntimeSandbox]:
+        """Sandboxes the host still runs or holds leftovers of."""
+        ...
+
+    async def traces(self, known: set[str]) -> builtins.list[str]:
+        """One line per host leftover named after a sandbox outside `known` that `list`
+        does not show (a mount, a cgroup, a netns, a lease): what a crash could leak."""
+        ...
+
+    def usage(self, sandbox_id: str) -> SandboxUsage: ...
+
+    def oom_kills(self, sandbox_id: str) -> int:
+        """How many processes the memory limit has killed, cheaply."""
         ...

@@ -16,8 +16,8 @@ import logging
 import os
 import secrets
 
+from sandlot.domain.host_values import BackendError
 from sandlot.errors import InternalError, SandlotError
-from sandlot.runtime.base import BackendError
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from sandlot.core.patches import Patcher
 from sandlot.core.quotas import SnapshotQuota, check_snapshot_quota
 from sandlot.core.reconciliation import Recovery, recovery
 from sandlot.domain import ids
+from sandlot.domain.host_values import BackendError, RuntimeStatus
 from sandlot.domain.resources import Resources
 from sandlot.domain.states import (
     CHECKPOINT,
@@ -48,7 +49,6 @@ from sandlot.errors import (
     SandlotError,
     SnapshotNotFoundError,
 )
-from sandlot.runtime.base import BackendError, RuntimeStatus
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store import snapshots as snapshot_rows
 from sandlot.store.tables import SnapshotRow
@@ -112,7 +112,7 @@ class Lifecycle:
     ) -> None:
         self.service = service
         self.snapshot_quota = snapshot_quota or SnapshotQuota(100, 100 * 1024)
-        self.runtime = service.runtime
+        self.host = service.host
         self.snapshots_root = snapshots_root
         self.pause_mode = pause_mode
         self.auto_resume = auto_resume
@@ -122,7 +122,7 @@ class Lifecycle:
 
     def mode(self, sandbox_id: str) -> str:
         """How the sandbox's pauses are held: checkpoints wherever its backend can."""
-        if self.pause_mode == FREEZE or not self.runtime.capabilities_of(sandbox_id).checkpoint:
+        if self.pause_mode == FREEZE or not self.host.capabilities(sandbox_id).checkpoint:
             return FREEZE
         return CHECKPOINT
 
@@ -151,11 +151,11 @@ class Lifecycle:
                     if session is not None:
                         await session.quiesce()
                     await self._unplug(sandbox_id)
-                    await self.runtime.checkpoint(sandbox_id)
+                    await self.host.checkpoint(sandbox_id)
                 else:
                     if session is not None:
                         await session.close()
-                    await self.runtime.freeze(sandbox_id)
+                    await self.host.freeze(sandbox_id)
             except (BackendError, OSError) as exc:
                 if mode == FREEZE:
                     svc.status.set(sandbox_id, SandboxStatus.RUNNING, changes=_NOT_PAUSED)
@@ -165,7 +165,7 @@ class Lifecycle:
                 why = public_reason(exc, f"checkpointing {sandbox_id}")
                 log.warning("checkpoint of %s failed, freezing it instead: %s", sandbox_id, why)
                 await self._plug(sandbox_id)
-                await self.runtime.freeze(sandbox_id)
+                await self.host.freeze(sandbox_id)
                 self._record(
                     sandbox_id,
                     pause_mode=FREEZE,
@@ -184,9 +184,9 @@ class Lifecycle:
             check_transition(sandbox_id, view.status, SandboxStatus.RUNNING)
             try:
                 if view.pause_mode == CHECKPOINT:
-                    await self.runtime.restore(sandbox_id)
+                    await self.host.restore(sandbox_id)
                 else:
-                    await self.runtime.thaw(sandbox_id)
+                    await self.host.thaw(sandbox_id)
             except (BackendError, OSError) as exc:  # still paused, its images intact
                 why = public_reason(exc, f"resuming {sandbox_id}")
                 raise SandboxUnavailableError(
@@ -286,7 +286,7 @@ class Lifecycle:
             log.info("sandbox %s stays paused (%s)", sandbox_id, view.pause_mode)
         elif needed is Recovery.FINISH_RESUME:
             # The network may already have been taken out for the dump.
-            await self.runtime.thaw(sandbox_id)
+            await self.host.thaw(sandbox_id)
             await self._plug(sandbox_id)
             await svc.reconnect(sandbox_id, view)
             self._resumed(view, "a pause was interrupted by a restart")
@@ -298,7 +298,7 @@ class Lifecycle:
                 changes={"pause_mode": CHECKPOINT, "paused_at": datetime.now(UTC)},
             )
         elif needed is Recovery.THAW:
-            await self.runtime.thaw(sandbox_id)
+            await self.host.thaw(sandbox_id)
             return False
         return needed is not Recovery.NONE
 
@@ -314,10 +314,10 @@ class Lifecycle:
         description: str | None = None,
     ) -> SnapshotView:
         svc = self.service
-        caps = self.runtime.capabilities_of(sandbox_id)
+        caps = self.host.capabilities(sandbox_id)
         if memory and not caps.checkpoint:
             raise InvalidConfigError(
-                f"{self.runtime.backend_of(sandbox_id)} cannot take memory snapshots here: "
+                f"{self.host.backend_of(sandbox_id)} cannot take memory snapshots here: "
                 f"{caps.checkpoint_problem}; take a filesystem snapshot with memory=false"
             )
         with_memory = caps.checkpoint if memory is None else memory
@@ -336,7 +336,7 @@ class Lifecycle:
                     await session.quiesce()
                 if with_memory:
                     await self._unplug(sandbox_id)
-                size = await self.runtime.snapshot(sandbox_id, target, with_memory)
+                size = await self.host.snapshot(sandbox_id, target, with_memory)
             except (BackendError, OSError) as exc:
                 self._drop_snapshot(snapshot_id)
                 why = public_reason(exc, f"snapshotting {sandbox_id}")
@@ -539,11 +539,10 @@ class Lifecycle:
         """CRIU dumps the sandbox's own network namespace but not a veth into the host's:
         the interface goes out for the dump and comes back (`_plug`) afterwards, so a
         memory snapshot resets the sandbox's open connections to the outside."""
-        if self.service.network is not None:
-            await self.service.network.unplug(sandbox_id)
+        await self.host.unplug(sandbox_id)
 
     async def _plug(self, sandbox_id: str) -> None:
-        await self.service.host.plug(sandbox_id)
+        await self.host.plug(sandbox_id)
 
     def _record(self, sandbox_id: str, **changes: Any) -> None:
         """Columns that change without a transition."""

@@ -11,11 +11,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sandlot.core.events import Event, EventBus
-from sandlot.runtime.base import Runtime
-from sandlot.runtime.spec import SandboxUsage
+from sandlot.domain.host_values import SandboxUsage
+
+
+class UsageReader(Protocol):
+    """Where readings come from: the host (see `core/host.py`)."""
+
+    def usage(self, sandbox_id: str) -> SandboxUsage: ...
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,8 @@ class _Reading:
 
 
 class MetricsSampler:
-    def __init__(self, runtime: Runtime, events: EventBus) -> None:
-        self.runtime = runtime
+    def __init__(self, host: UsageReader, events: EventBus) -> None:
+        self.host = host
         self.events = events
         self.latest: dict[str, dict[str, Any]] = {}
         self.owners: dict[str, str] = {}
@@ -49,7 +54,7 @@ class MetricsSampler:
         for sbx in running:
             seen.add(sbx.sandbox_id)
             try:
-                usage = self.runtime.usage(sbx.sandbox_id)
+                usage = self.host.usage(sbx.sandbox_id)
             except OSError:
                 continue  # destroyed between listing and reading
             figures = self._figures(sbx, usage, self._previous.get(sbx.sandbox_id), now)

@@ -23,6 +23,7 @@ from sandlot.core.incidents import public_reason
 from sandlot.core.keyed_locks import KeyedLocks
 from sandlot.core.models import CreateSandbox
 from sandlot.domain import ids
+from sandlot.domain.host_values import BackendError
 from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.errors import (
     InvalidConfigError,
@@ -30,8 +31,6 @@ from sandlot.errors import (
     SandlotError,
     SnapshotNotFoundError,
 )
-from sandlot.runtime.base import BackendError
-from sandlot.runtime.disks import bytes_used
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store import snapshots as snapshot_rows
 from sandlot.store.tables import SnapshotPatchRow, SnapshotRow
@@ -103,7 +102,7 @@ class Patcher:
                 if ok:
                     await asyncio.to_thread(_promote, root, staged)
                     row.revision, row.has_memory = revision, False
-                    row.size_bytes = bytes_used(root)
+                    row.size_bytes = self.service.host.bytes_used(root)
                 s.add(
                     SnapshotPatchRow(
                         id=patch_id,
@@ -174,7 +173,7 @@ class Patcher:
             if row is not None:
                 row.revision = revision
                 row.has_memory = (root / "checkpoint").is_dir()
-                row.size_bytes = bytes_used(root)
+                row.size_bytes = self.service.host.bytes_used(root)
 
     def _policy_of(self, snap: SnapshotView) -> NetworkPolicy:
         """The network policy of the sandbox the snapshot was taken of."""
@@ -210,7 +209,7 @@ class Patcher:
                 result = await session.exec(
                     ["/bin/bash", "-c", script], timeout=PATCH_TIMEOUT, max_output=OUTPUT_KEPT
                 )
-                await svc.runtime.snapshot(view.id, staged, memory=False)
+                await svc.host.snapshot(view.id, staged, memory=False)
             finally:
                 with contextlib.suppress(SandlotError):
                     await svc.destroy(org_id, view.id)

@@ -21,8 +21,8 @@ from pathlib import Path
 from sandlot.core.host import Host
 from sandlot.core.session import SandboxSession
 from sandlot.domain import ids
+from sandlot.domain.host_values import SandboxSpec
 from sandlot.domain.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_VCPUS, Resources
-from sandlot.runtime.spec import SandboxSpec
 from sandlot.templates.store import Template, TemplateStore
 
 log = logging.getLogger(__name__)

@@ -11,8 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from sandlot.domain.host_values import RuntimeStatus
 from sandlot.domain.states import FREEZE, SandboxStatus
-from sandlot.runtime.base import RuntimeStatus
 
 
 class Action(enum.Enum):

@@ -53,6 +53,7 @@ from sandlot.core.supervision import Watched, decide
 from sandlot.core.transitions import StatusWriter
 from sandlot.core.usage import UsageRecord, usage_in_window
 from sandlot.domain import ids
+from sandlot.domain.host_values import RuntimeStatus
 from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.domain.states import SandboxStatus, require_running
 from sandlot.errors import (
@@ -62,8 +63,6 @@ from sandlot.errors import (
     SandboxUnavailableError,
     SandlotError,
 )
-from sandlot.network.manager import NetworkManager
-from sandlot.runtime.base import Runtime, RuntimeStatus
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store.database import Database
 from sandlot.templates.store import Template, TemplateStore
@@ -96,7 +95,6 @@ class SandboxService:
         self,
         *,
         db: Database,
-        runtime: Runtime,
         templates: TemplateStore,
         events: EventBus,
         capacity: Capacity,
@@ -110,26 +108,22 @@ class SandboxService:
         pause_mode: str = "auto",
         auto_resume: bool = True,
         snapshot_quota: SnapshotQuota | None = None,
-        network: NetworkManager | None = None,
         previews: Previews | None = None,
     ) -> None:
         self.db = db
         self.status = StatusWriter(db, events)
-        self.catalog = Catalog(db, templates, runtime.uid_offset)
-        self.network = network
+        self.catalog = Catalog(db, templates, host.uid_offset)
         self.previews = previews
         self._denied_until: dict[str, DeniedNames] = {}
         """Per sandbox, the names a `network.denied` event went out for, and until when."""
-        if network is not None:
-            network.on_denied = self._network_denied
-        self.runtime = runtime
+        host.on_denied = self._network_denied
         self.templates = templates
         self.events = events
         self.logs = LogFollowers(events)
         self.host = host
         self._exec_timeout = exec_timeout
         self._exec_output_limit = exec_output_limit
-        self.sampler = sampler or MetricsSampler(runtime, events)
+        self.sampler = sampler or MetricsSampler(host, events)
         self.admission = Admission(db, capacity, default_quota or Quota(100, 64, 64 * 1024))
         self.pool = pool
         self._live: dict[str, Live] = {}  # what the hot path needs, without the store
@@ -172,7 +166,7 @@ class SandboxService:
             if (
                 self.pool is not None
                 and from_template is None
-                and request.runtime in (None, self.runtime.name)
+                and request.runtime in (None, self.host.name)
             ):
                 warm = self.pool.take(template, request.resources)
         if snapshot is None:  # a snapshot's stack already has the agent it was taken with
@@ -192,9 +186,9 @@ class SandboxService:
         self.status.publish(org_id, sandbox_id, SandboxStatus.CREATING)
         try:
             if warm is not None:
-                await self.runtime.update(sandbox_id, request.resources, cpus)
-                if self.network is not None and request.network != NetworkPolicy():
-                    await self.network.apply(sandbox_id, request.network)
+                await self.host.update(sandbox_id, request.resources, cpus)
+                if self.host.networked and request.network != NetworkPolicy():
+                    await self.host.apply_policy(sandbox_id, request.network)
                 session = warm.session
             else:
                 spec = template_spec(template, sandbox_id, request.resources, cpus)
@@ -225,7 +219,7 @@ class SandboxService:
             started=True,
             changes={
                 "snapshot_id": request.snapshot_id,
-                "runtime": self.runtime.backend_of(sandbox_id),
+                "runtime": self.host.backend_of(sandbox_id),
             },
         )
 
@@ -280,7 +274,7 @@ class SandboxService:
         )
 
     def _check_runtime(self, name: str | None) -> None:
-        offered = self.runtime.backends
+        offered = self.host.backends
         if name is not None and name not in offered:
             raise InvalidConfigError(
                 f"runtime {name!r} is not offered by this server; available: "
@@ -360,7 +354,7 @@ class SandboxService:
         user: str | None = None,
     ) -> CommandOutcome:
         live = await self._live_sandbox(org_id, sandbox_id)
-        oom_before = self.runtime.oom_kills(sandbox_id)
+        oom_before = self.host.oom_kills(sandbox_id)
         result = await live.session.exec(
             command,
             cwd=cwd,
@@ -378,7 +372,7 @@ class SandboxService:
                     "stderr": result.stderr.decode(errors="replace"),
                 },
             )
-        oom_killed = result.signal == "SIGKILL" and self.runtime.oom_kills(sandbox_id) > oom_before
+        oom_killed = result.signal == "SIGKILL" and self.host.oom_kills(sandbox_id) > oom_before
         return CommandOutcome(
             stdout=result.stdout,
             stderr=result.stderr,
@@ -521,7 +515,7 @@ class SandboxService:
         view = self.get(org_id, sandbox_id)
         if view.status is not SandboxStatus.PAUSED:  # a paused one reads what it holds
             require_running(sandbox_id, view.status)
-        u = self.runtime.usage(sandbox_id)
+        u = self.host.usage(sandbox_id)
         return {
             "cpuNs": u.cpu_ns,
             "memoryBytes": u.memory_bytes,
@@ -536,8 +530,7 @@ class SandboxService:
 
     async def start(self) -> None:
         """Settle what a previous run left, then begin warming sandboxes."""
-        if self.network is not None:
-            await self.network.start()
+        await self.host.start_up()
         self.lifecycle.drop_unfinished()
         await self.reconcile()
         await self.builds.settle()
@@ -553,7 +546,7 @@ class SandboxService:
         # Networks first: settling an interrupted pause gives the sandbox its interface
         # back, which needs its address and rules known again.
         await self._reconcile_networks()
-        on_host = {r.sandbox_id: r.status for r in await self.runtime.list()}
+        on_host = {r.sandbox_id: r.status for r in await self.host.list()}
         with self.db.session() as s:
             live = [SandboxView.of(r) for r in sandbox_rows.live(s)]
         for view in live:
@@ -585,19 +578,19 @@ class SandboxService:
             log.warning("sandbox %s: %s", sandbox_id, reason)
         for leftover in sorted(leftovers({view.id for view in live}, set(on_host))):
             log.info("removing leftover sandbox %s", leftover)
-            await self.runtime.destroy(leftover)
+            await self.host.destroy(leftover)
 
     async def _reconcile_networks(self) -> None:
         """Re-apply the rules of every sandbox still live (the resolver may listen on
         another port now) and remove the networks of any other."""
-        if self.network is None:
+        if not self.host.networked:
             return
         with self.db.session() as s:
             kept = [(r.id, r.address, r.network) for r in sandbox_rows.live(s)]
         for sandbox_id, address, policy in kept:
             if address is not None:
-                await self.network.adopt(sandbox_id, address, NetworkPolicy.parse(policy))
-        await self.network.remove_leftovers({sandbox_id for sandbox_id, _, _ in kept})
+                await self.host.adopt_network(sandbox_id, address, NetworkPolicy.parse(policy))
+        await self.host.remove_network_leftovers({sandbox_id for sandbox_id, _, _ in kept})
 
     async def supervise_once(self) -> None:
         """One tick: end expired sandboxes, notice ones that died on their own, pause
@@ -606,7 +599,7 @@ class SandboxService:
         for sandbox in tick.expire:
             await self.destroy(sandbox.org_id, sandbox.id, reason="timeout")
         for sandbox in tick.check_alive:
-            if await self.runtime.status(sandbox.id) is not RuntimeStatus.RUNNING:
+            if await self.host.status(sandbox.id) is not RuntimeStatus.RUNNING:
                 await self._forget(sandbox.id)
                 await self._destroy_on_host(sandbox.id)
                 self.status.set(
@@ -661,9 +654,7 @@ class SandboxService:
             await live.session.close()
         self._live.clear()
         await self.logs.close()
-        if self.network is not None:
-            await self.network.close()
-        await self.runtime.close()
+        await self.host.close()
 
     # ---- network and preview ports -----------------------------------------------------
 
@@ -673,7 +664,7 @@ class SandboxService:
         """Merge `changes` (the API's camelCase form) into the sandbox's policy and apply
         it at once, without a restart. Under the sandbox's lock, so two concurrent
         changes both count."""
-        network = self._network()
+        self._require_network()
         async with self.lock(sandbox_id):
             require_running(sandbox_id, self.get(org_id, sandbox_id).status)
             with self.db.session() as s:
@@ -682,12 +673,13 @@ class SandboxService:
                 policy = NetworkPolicy.parse(row.network).merged(changes)
                 row.network = policy.to_dict()
                 view = SandboxView.of(row)
-            await network.apply(sandbox_id, policy)
+            await self.host.apply_policy(sandbox_id, policy)
         return view
 
     def ports(self, org_id: str, sandbox_id: str) -> list[Exposure]:
         self.get(org_id, sandbox_id)
-        return self._previews().list(sandbox_id, self._network().policy_of(sandbox_id))
+        self._require_network()
+        return self._previews().list(sandbox_id, self.host.policy_of(sandbox_id))
 
     def expose_port(
         self, org_id: str, sandbox_id: str, port: int, auth: Auth
@@ -711,15 +703,15 @@ class SandboxService:
     def preview_address(self, sandbox_id: str, port: int, token: str | None) -> str | None:
         """`preview_target` without waking, for the proxy's per-request check: None when
         the sandbox has to be woken first."""
-        network = self._network()
-        self._previews().admit(sandbox_id, port, token, network.policy_of(sandbox_id))
+        self._require_network()
+        self._previews().admit(sandbox_id, port, token, self.host.policy_of(sandbox_id))
         live = self._live.get(sandbox_id)
         if live is None or live.session.closed:
             return None
         return self._preview_reached(sandbox_id)
 
     def _preview_reached(self, sandbox_id: str) -> str:
-        address = self._network().address_of(sandbox_id)
+        address = self.host.address_of(sandbox_id)
         if address is None:
             raise SandboxNotFoundError(f"sandbox {sandbox_id} has no network")
         self.touch(sandbox_id)
@@ -735,10 +727,9 @@ class SandboxService:
         if data is not None:
             self.events.publish(Event("network.denied", sandbox_id, live.org_id, data))
 
-    def _network(self) -> NetworkManager:
-        if self.network is None:
+    def _require_network(self) -> None:
+        if not self.host.networked:
             raise InvalidConfigError("networking is turned off on this server (network_enabled)")
-        return self.network
 
     def _previews(self) -> Previews:
         if self.previews is None:
@@ -746,12 +737,12 @@ class SandboxService:
         return self.previews
 
     def _record_address(self, sandbox_id: str) -> None:
-        if self.network is None:
+        if not self.host.networked:
             return
         with self.db.session() as s:
             row = sandbox_rows.get(s, sandbox_id)
             if row is not None:
-                row.address = self.network.address_of(sandbox_id)
+                row.address = self.host.address_of(sandbox_id)
 
     async def _destroy_on_host(self, sandbox_id: str) -> None:
         """Everything the sandbox has on the host, its address lease included."""

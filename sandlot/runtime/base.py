@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import builtins
-import enum
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from sandlot.domain.host_values import (
+    Capabilities,
+    RuntimeSandbox,
+    RuntimeStatus,
+    SandboxSpec,
+    SandboxUsage,
+)
 from sandlot.domain.resources import Resources
-from sandlot.runtime.spec import SandboxSpec, SandboxUsage
-
-
-class RuntimeStatus(enum.Enum):
-    RUNNING = "running"
-    PAUSED = "paused"
-    CHECKPOINTED = "checkpointed"
-    """Processes dumped to disk and stopped; `restore` brings them back."""
-    STOPPED = "stopped"
-    MISSING = "missing"
 
 
 @dataclass(frozen=True)
@@ -32,33 +28,6 @@ class AgentEndpoint:
     agent itself. Root inside can make the agent stop listening and bind its own socket
     there, but not be pid 1. None where no host process inside can listen at all
     (gVisor's kernel owns every socket: the check would name its sentry)."""
-
-
-@dataclass(frozen=True)
-class RuntimeSandbox:
-    sandbox_id: str
-    status: RuntimeStatus
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do on this host: listed by `GET /v1/runtimes`, and what the
-    service checks before asking for something the backend would fail at."""
-
-    checkpoint: bool
-    """Pause to disk, and snapshots, rollbacks and branches that keep processes."""
-    hardware_isolation: bool
-    """A separate kernel behind virtualisation hardware (a microVM), not just a separate one."""
-    live_limits: bool
-    """New CPU and memory limits apply to a running sandbox (what a warm pool hands over)."""
-    isolation: str
-    """How sandboxes are kept apart, in a few words."""
-    checkpoint_problem: str | None = None
-    """Why `checkpoint` is off, in words an operator can act on."""
-
-
-class BackendError(Exception):
-    """A backend failed to do what was asked; the message carries the backend's own words."""
 
 
 class Runtime(Protocol):

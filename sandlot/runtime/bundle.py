@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sandlot.domain.host_values import SandboxSpec
 from sandlot.domain.resources import Resources
 from sandlot.runtime.seccomp import seccomp_profile
-from sandlot.runtime.spec import SandboxSpec
 
 # Container ids 0..65535 map to host ids starting here. Templates are stored shifted
 # into this range (see templates/ownership.py), so every sandbox shares one mapping.

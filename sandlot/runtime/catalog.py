@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from sandlot.runtime.base import Capabilities
+from sandlot.domain.host_values import Capabilities
 from sandlot.runtime.criu import find_criu
 from sandlot.runtime.oci import oci_capabilities
 from sandlot.runtime.runsc import runsc_capabilities, runsc_version

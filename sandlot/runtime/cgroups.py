@@ -9,7 +9,7 @@ import signal
 import time
 from pathlib import Path
 
-from sandlot.runtime.spec import SandboxUsage
+from sandlot.domain.host_values import SandboxUsage
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 

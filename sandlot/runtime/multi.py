@@ -14,16 +14,17 @@ import builtins
 import contextlib
 from pathlib import Path
 
-from sandlot.domain.resources import Resources
-from sandlot.runtime.base import (
-    AgentEndpoint,
+from sandlot.domain.host_values import (
     BackendError,
     Capabilities,
     RuntimeSandbox,
     RuntimeStatus,
+    SandboxSpec,
+    SandboxUsage,
 )
+from sandlot.domain.resources import Resources
+from sandlot.runtime.base import AgentEndpoint
 from sandlot.runtime.oci import OciRuntime
-from sandlot.runtime.spec import SandboxSpec, SandboxUsage
 
 MARKER = "runtime"
 """The file, in a sandbox's disk directory and in a snapshot, naming its backend."""

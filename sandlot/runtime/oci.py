@@ -35,14 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import sandlot.agent
-from sandlot.domain.resources import Resources
-from sandlot.runtime.base import (
-    AgentEndpoint,
+from sandlot.domain.host_values import (
     BackendError,
     Capabilities,
     RuntimeSandbox,
     RuntimeStatus,
+    SandboxSpec,
+    SandboxUsage,
 )
+from sandlot.domain.resources import Resources
+from sandlot.runtime.base import AgentEndpoint
 from sandlot.runtime.bundle import (
     USERNS_HOST_BASE,
     USERNS_SIZE,
@@ -61,7 +63,7 @@ from sandlot.runtime.criu import CriuCheck, find_criu
 from sandlot.runtime.disks import bytes_used, copy_disk, create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mount_overlay, mount_tmpfs, mounts_under, syncfs, unmount
 from sandlot.runtime.reaping import become_subreaper, is_zombie, reap
-from sandlot.runtime.spec import SandboxSpec, SandboxUsage, host_cpus
+from sandlot.runtime.spec import host_cpus
 from sandlot.runtime.userns import (
     NS_FILE,
     NamespaceOwners,

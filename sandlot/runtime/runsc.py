@@ -43,8 +43,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from sandlot.domain.host_values import BackendError, Capabilities
 from sandlot.domain.resources import Resources
-from sandlot.runtime.base import BackendError, Capabilities
 from sandlot.runtime.bundle import USERNS_SIZE
 from sandlot.runtime.cgroups import inherit_cpusets
 from sandlot.runtime.oci import OciRuntime, _fresh_dir

@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from sandlot.runtime.base import BackendError
+from sandlot.domain.host_values import BackendError
 from sandlot.runtime.mounts import bind_mount
 
 OWNER_BASE = 200_000_000

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 
 from sandlot.api.errors import install_error_handlers
 from sandlot.core.incidents import public_reason
+from sandlot.domain.host_values import BackendError
 from sandlot.errors import InvalidConfigError
-from sandlot.runtime.base import BackendError
 
 SECRET_TEXT = "SELECT hash FROM api_keys WHERE prefix = 'sk_live' -- /var/lib/sandlot/sandlot.db"
 

@@ -8,8 +8,8 @@ import itertools
 import pytest
 
 from sandlot.core.reconciliation import Action, Recovery, leftovers, outcome, recovery
+from sandlot.domain.host_values import RuntimeStatus
 from sandlot.domain.states import SandboxStatus
-from sandlot.runtime.base import RuntimeStatus
 
 S, R = SandboxStatus, RuntimeStatus
 

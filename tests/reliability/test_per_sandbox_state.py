@@ -24,6 +24,7 @@ import uvicorn
 from sandlot import Sandbox, Sandlot
 from sandlot.config import Settings
 from sandlot.core.service import SandboxService
+from sandlot.host.local import LocalHost
 from sandlot.server import build_server, ensure_admin_key
 from sandlot.testing import TEMPLATE_DIR, ensure_base_template, free_port
 
@@ -42,7 +43,9 @@ class InProcessServer:
 
         async def count() -> dict[str, int]:
             svc = self.service
-            assert svc.network is not None and svc.previews is not None
+            host = svc.host
+            assert isinstance(host, LocalHost) and host.network is not None
+            assert svc.previews is not None
             return {
                 "agent connections": len(svc._live),
                 "locks": len(svc._locks),
@@ -54,7 +57,7 @@ class InProcessServer:
                 "metrics owners": len(svc.sampler.owners),
                 "log followers": len(svc.logs._tasks),
                 "exposures": len(svc.previews._exposed),
-                "networks": len(svc.network._attached),
+                "networks": len(host.network._attached),
                 "event subscribers": svc.events.subscriber_count,
             }
 

@@ -74,7 +74,7 @@ class SandlotCollector(Collector):
     def collect(self) -> Iterator[Any]:
         svc = self.service
         info = InfoMetricFamily("sandlot_build", "Sandlot server version")
-        info.add_metric([], {"version": __version__, "runtime": svc.runtime.name})
+        info.add_metric([], {"version": __version__, "runtime": svc.host.name})
         yield info
         by_status = GaugeMetricFamily("sandlot_sandboxes", "Sandboxes by status", labels=["status"])
         for status, count in sorted(svc.count_by_status().items()):

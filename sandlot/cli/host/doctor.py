@@ -139,14 +139,12 @@ def _consistency(data_dir: Path) -> int:
 
     from sandlot.config import Settings
     from sandlot.core.consistency import find_inconsistencies
+    from sandlot.host.local import LocalHost
     from sandlot.server import make_runtime, network_manager, open_database
 
     settings = Settings(data_dir=data_dir)
-    problems = asyncio.run(
-        find_inconsistencies(
-            open_database(settings), make_runtime(settings), network_manager(settings)
-        )
-    )
+    host = LocalHost(make_runtime(settings), network_manager(settings))
+    problems = asyncio.run(find_inconsistencies(open_database(settings), host))
     for problem in problems:
         typer.echo(problem)
     typer.echo(f"{len(problems)} inconsistencies" if problems else "store and host agree")
