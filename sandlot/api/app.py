@@ -64,7 +64,7 @@ def create_app(
         await service.start()
         supervisor = Supervisor(
             [
-                Loop("supervision", supervisor_interval, service.supervise_once),
+                Loop("supervision", supervisor_interval, service.supervision.run),
                 Loop("metrics", metrics_interval, _sample(service)),
                 Loop("event pruning", PRUNE_INTERVAL, _prune(service)),
             ]
@@ -113,7 +113,7 @@ def create_app(
 
 def _sample(service: SandboxService) -> Callable[[], Awaitable[None]]:
     async def sample() -> None:
-        service.sample_metrics()
+        service.readings.sample_metrics()
 
     return sample
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from pydantic import ConfigDict, Field, field_validator
 
 from sandlot.api.schemas import Model, ResourcesOut, check_env
-from sandlot.core.lifecycle import SnapshotView
 from sandlot.core.patches import PatchView
+from sandlot.core.snapshot_store import SnapshotView
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 

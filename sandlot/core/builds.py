@@ -15,26 +15,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import os
-import posixpath
 import re
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sandlot.beneath import Beneath, FileTooLarge, inside
-from sandlot.core.build_cache import copy_key, first_key, run_key, workdir_key
-from sandlot.core.build_cache import layer_id as build_layer_id
+from sandlot.beneath import Beneath, FileTooLarge
 from sandlot.core.build_log import BUILD_LOG_MAX_BYTES, CappedLog
+from sandlot.core.build_steps import STEP_TEMPLATE_PREFIX, BuildFailed, BuildSteps
+from sandlot.core.catalog import Catalog
+from sandlot.core.host import Host
 from sandlot.core.incidents import internal_error, public_reason
-from sandlot.core.models import CreateSandbox, StartProcess
+from sandlot.core.sandboxes import Sandboxes
+from sandlot.core.work import Work
 from sandlot.domain import ids
 from sandlot.domain.host_values import BackendError
-from sandlot.domain.resources import Resources
 from sandlot.errors import (
     BuildNotFoundError,
     InvalidConfigError,
@@ -43,48 +42,21 @@ from sandlot.errors import (
     TemplateNotFoundError,
 )
 from sandlot.store import builds as build_rows
+from sandlot.store.database import Database
 from sandlot.store.tables import TemplateBuildRow
 from sandlot.templates import sandlotfile as sf
 from sandlot.templates.context import (
-    BuildContext,
     ContextError,
-    Owner,
-    digest,
-    place,
     unpack_context,
 )
 from sandlot.templates.importer import ImportRejected, import_image
-from sandlot.templates.layers import LayerStore, cache_key
-from sandlot.templates.stack import lookup, make_parents, resolve_owner
-from sandlot.templates.store import COLLECT_GRACE_SECONDS, Template
+from sandlot.templates.layers import LayerStore
+from sandlot.templates.store import COLLECT_GRACE_SECONDS, Template, TemplateStore
 
-if TYPE_CHECKING:
-    from sandlot.core.service import SandboxService
-
-
-BUILD_RESOURCES = Resources(vcpus=2, memory_mb=2048, disk_mb=10240)
-STEP_TIMEOUT = 3600.0
 SANDLOTFILE_MAX_BYTES = 1 << 20
 """A recipe is text a person wrote; a larger one is a mistake or an attack."""
 TEMPLATE_NAME = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 FINISHED = ("ready", "failed")
-STEP_TEMPLATE_PREFIX = ".build-"
-"""What a build step's sandbox records as its template (a name no template can have)."""
-
-
-@dataclass
-class BuildState:
-    """What the steps so far have made: the layers, and how a sandbox will start."""
-
-    build_id: str
-    template: Template
-    key: str
-    steps: int = 0
-    cached: int = 0
-    no_cache: bool = False
-    """Run every step again, replacing the layers the cache holds for them."""
-    cmd: list[str] = field(default_factory=list)
-    entrypoint: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,19 +77,33 @@ class BuildView:
         return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
 
 
-class BuildFailed(Exception):
-    """A step failed; the message is what the build's error says."""
-
-
 class TemplateBuilds:
-    def __init__(self, service: SandboxService) -> None:
-        self.service = service
-        self.templates = service.templates
-        self.layers = LayerStore(self.templates.layers_root)
+    def __init__(
+        self,
+        *,
+        db: Database,
+        catalog: Catalog,
+        templates: TemplateStore,
+        host: Host,
+        sandboxes: Sandboxes,
+        work: Work,
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.templates = templates
+        self.host = host
+        self.sandboxes = sandboxes
+        self.work = work
         self.logs_root = self.templates.root / ".builds"
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._held: dict[str, set[Path]] = {}
-        """Layers of builds in flight, by build, which template collection must keep."""
+        self.steps = BuildSteps(
+            catalog=catalog,
+            templates=templates,
+            layers=LayerStore(templates.layers_root),
+            host=host,
+            sandboxes=sandboxes,
+            work=work,
+        )
 
     # ---- starting and reading builds ----------------------------------------------
 
@@ -139,7 +125,7 @@ class TemplateBuilds:
             text = _sandlotfile(context, file)
             instructions = sf.parse(text)
             self._check_name(org_id, name)
-            self.service.catalog.visible(org_id, instructions[0].text.strip())
+            self.catalog.visible(org_id, instructions[0].text.strip())
         except sf.SandlotfileError as exc:
             _remove(context)
             raise InvalidConfigError(f"Sandlotfile {exc}", details={"line": exc.line}) from None
@@ -169,7 +155,7 @@ class TemplateBuilds:
         return view
 
     def get(self, org_id: str | None, build_id: str) -> BuildView:
-        with self.service.db.session() as s:
+        with self.db.session() as s:
             row = build_rows.get(s, org_id, build_id)
             if row is None:
                 raise BuildNotFoundError(
@@ -178,7 +164,7 @@ class TemplateBuilds:
             return BuildView.of(row)
 
     def list_builds(self, org_id: str) -> list[BuildView]:
-        with self.service.db.session() as s:
+        with self.db.session() as s:
             return [BuildView.of(r) for r in build_rows.of_org(s, org_id)]
 
     async def follow_log(self, org_id: str, build_id: str) -> AsyncIterator[bytes]:
@@ -200,7 +186,7 @@ class TemplateBuilds:
     async def settle(self) -> None:
         """Builds a stopped server left running cannot go on: say so, and remove the
         sandboxes their steps were running in."""
-        with self.service.db.session() as s:
+        with self.db.session() as s:
             for row in build_rows.unfinished(s):
                 row.status = "failed"
                 row.error = "interrupted by a server restart; start the build again"
@@ -208,7 +194,7 @@ class TemplateBuilds:
             steps = [(r.org_id, r.id) for r in build_rows.step_sandboxes(s, STEP_TEMPLATE_PREFIX)]
         for org_id, sandbox_id in steps:
             with contextlib.suppress(SandlotError):
-                await self.service.destroy(org_id, sandbox_id)
+                await self.sandboxes.destroy(org_id, sandbox_id)
         # Uploads and contexts of requests a dead server was serving; young ones may be
         # another server's (several can share a template directory).
         cutoff = time.time() - COLLECT_GRACE_SECONDS
@@ -228,12 +214,12 @@ class TemplateBuilds:
     def delete(self, org_id: str | None, name: str, force: bool) -> None:
         """Refused while sandboxes or snapshots use the template, unless forced; forced,
         the layers they run on stay until nothing uses them."""
-        template = self.service.catalog.visible(org_id, name)
+        template = self.catalog.visible(org_id, name)
         if template.owner is None and org_id is not None:
             raise InvalidStateError(
                 f"template {name!r} is built in and cannot be deleted by an organisation"
             )
-        users = self.service.catalog.users(template)
+        users = self.catalog.users(template)
         if users and not force:
             raise InvalidStateError(
                 f"template {name!r} is used by {len(users)} sandboxes or snapshots "
@@ -241,7 +227,7 @@ class TemplateBuilds:
                 details={"template": name, "usedBy": users},
             )
         self.templates.remove(name, template.owner)
-        self.templates.collect(self.service.catalog.layers_in_use().union(*self._held.values()))
+        self.templates.collect(self.catalog.layers_in_use().union(*self.steps.held.values()))
 
     # ---- the background work --------------------------------------------------------
 
@@ -273,7 +259,7 @@ class TemplateBuilds:
             cached_steps=0,
             created_at=datetime.now(UTC),
         )
-        with self.service.db.session() as s:
+        with self.db.session() as s:
             s.add(row)
             s.flush()
             view = BuildView.of(row)
@@ -302,7 +288,7 @@ class TemplateBuilds:
         self._update(build_id, finished_at=datetime.now(UTC), **changes)
 
     def _update(self, build_id: str, **changes: Any) -> None:
-        with self.service.db.session() as s:
+        with self.db.session() as s:
             row = build_rows.get(s, None, build_id)
             if row is not None:
                 for key, value in changes.items():
@@ -321,24 +307,17 @@ class TemplateBuilds:
             CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES)
         ) as out:
             try:
-                base = self.service.catalog.visible(org_id, instructions[0].text.strip())
-                state = BuildState(
-                    build_id=build_id,
-                    template=replace(base, name=name, source="build", owner=org_id),
-                    key=first_key(base.digest, org_id),
-                    entrypoint=[],
-                    cmd=list(base.start_command),
-                    no_cache=no_cache,
-                )
-                total = len(instructions)
-                out.write(f"Step 1/{total}: FROM {base.name} ({base.digest})\n")
-                with contextlib.closing(BuildContext(context_dir)) as context:
-                    for number, instruction in enumerate(instructions[1:], start=2):
-                        out.write(f"Step {number}/{total}: {instruction.source}\n")
-                        await self._step(build_id, org_id, state, instruction, context, out)
-                        self._update(build_id, steps=state.steps, cached_steps=state.cached)
-                template = self._finished(
-                    replace(state.template, start_command=(*state.entrypoint, *state.cmd))
+                template, state = await self.steps.run(
+                    build_id,
+                    org_id,
+                    name,
+                    instructions,
+                    context_dir,
+                    no_cache,
+                    out,
+                    lambda state: self._update(
+                        build_id, steps=state.steps, cached_steps=state.cached
+                    ),
                 )
                 self.templates.install(
                     self.templates.staging_dir(name, template.digest, org_id), template
@@ -371,222 +350,7 @@ class TemplateBuilds:
                 out.close_with(f"Build failed: {message}\n")
                 self._finish(build_id, status="failed", error=message)
             finally:
-                self._held.pop(build_id, None)
-
-    async def _step(
-        self,
-        build_id: str,
-        org_id: str,
-        state: BuildState,
-        instruction: sf.Instruction,
-        context: BuildContext,
-        out: CappedLog,
-    ) -> None:
-        t = state.template
-        keyword = instruction.keyword
-        if keyword == "ENV":
-            state.template = replace(t, env={**t.env, **sf.env_pairs(instruction, t.env)})
-        elif keyword == "USER":
-            user = sf.substitute(instruction.text, t.env).strip()
-            self._owner(state, user, instruction)  # the user must exist by now
-            state.template = replace(t, user=user)
-        elif keyword == "EXPOSE":
-            ports = sorted({*t.ports, *sf.ports(instruction, t.env)})
-            state.template = replace(t, ports=tuple(ports))
-        elif keyword == "CMD":
-            state.cmd = sf.command(instruction)
-        elif keyword == "ENTRYPOINT":
-            state.entrypoint = sf.command(instruction)
-            state.cmd = []  # as in Docker: a new ENTRYPOINT drops the inherited CMD
-        elif keyword == "READY":
-            state.template = replace(t, ready_command=instruction.text)
-        elif keyword == "WORKDIR":
-            path = _absolute(t.workdir, sf.substitute(instruction.text, t.env))
-            state.template = replace(t, workdir=path)
-            if lookup(t.layers, path) is None:
-                key = workdir_key(state.key, path)
-                await self._host_layer(state, key, instruction, out, self._mkdirs(state, path))
-        elif keyword in ("COPY", "ADD"):
-            await self._copy(state, instruction, context, out)
-        elif keyword == "RUN":
-            await self._run(build_id, org_id, state, instruction, out)
-
-    def _mkdirs(self, state: BuildState, path: str) -> Callable[[Path], None]:
-        offset = self.service.host.uid_offset
-        layers = state.template.layers
-
-        def fill(root: Path) -> None:
-            os.close(make_parents(root, layers, path, offset))
-
-        return fill
-
-    def _owner(self, state: BuildState, spec: str, instruction: sf.Instruction) -> tuple[int, int]:
-        try:
-            uid, gid = resolve_owner(state.template.layers, spec)
-        except LookupError as exc:
-            raise BuildFailed(f"line {instruction.line}: {exc}") from None
-        if not (0 <= uid < 65536 and 0 <= gid < 65536):
-            raise BuildFailed(f"line {instruction.line}: ids must be below 65536")
-        return uid, gid
-
-    async def _copy(
-        self, state: BuildState, instruction: sf.Instruction, context: BuildContext, out: CappedLog
-    ) -> None:
-        t = state.template
-        args = sf.copy_args(instruction, t.env)
-        destination = _absolute(t.workdir, args.destination)
-        if args.destination.endswith("/") and not destination.endswith("/"):
-            destination += "/"
-        try:
-            sources = context.sources(args.sources, destination)
-        except ContextError as exc:
-            raise BuildFailed(f"line {instruction.line}: {exc}") from None
-        uid, gid = self._owner(state, args.chown, instruction) if args.chown else (0, 0)
-        inputs = await asyncio.to_thread(digest, context, sources)
-        key = copy_key(state.key, instruction.keyword, args, destination, inputs)
-        offset = self.service.host.uid_offset
-        layers = t.layers
-        into_dir = destination.endswith("/") or any(str(s.target) != "." for s in sources)
-        owner = Owner(uid + offset, gid + offset, args.chmod)
-
-        def fill(root: Path) -> None:
-            directory = destination if into_dir else str(PurePosixPath(destination).parent)
-            host_dir = make_parents(root, layers, directory, offset)
-            try:
-                place(
-                    context,
-                    sources,
-                    host_dir,
-                    at=PurePosixPath(directory),
-                    name=None if into_dir else PurePosixPath(destination).name,
-                    owner=owner,
-                    extract=args.extract,
-                    uid_offset=offset,
-                    scratch=root.parent,
-                )
-            finally:
-                os.close(host_dir)
-
-        await self._host_layer(state, key, instruction, out, fill)
-
-    async def _host_layer(
-        self,
-        state: BuildState,
-        key: str,
-        instruction: sf.Instruction,
-        out: CappedLog,
-        fill: Callable[[Path], None],
-    ) -> None:
-        if self._from_cache(state, key, out):
-            return
-        with self.layers.staging(build_layer_id(key, state.build_id, state.no_cache)) as staged:
-            try:
-                await asyncio.to_thread(fill, staged)
-            except (OSError, LookupError) as exc:
-                # Our own refusals name paths inside the template; the system's
-                # errors would name the host's.
-                ours = isinstance(exc, LookupError) or exc.errno is None
-                why = str(exc) if ours else public_reason(exc, instruction.source)
-                raise BuildFailed(f"line {instruction.line}: {why}") from None
-            found = self._commit(state, staged, key, instruction)
-        self._push(state, key, found)
-
-    async def _run(
-        self,
-        build_id: str,
-        org_id: str,
-        state: BuildState,
-        instruction: sf.Instruction,
-        out: CappedLog,
-    ) -> None:
-        t = state.template
-        argv = sf.command(instruction)
-        key = run_key(state.key, argv, t.env, t.workdir, t.user)
-        if self._from_cache(state, key, out):
-            return
-        stage = replace(t, name=f"{STEP_TEMPLATE_PREFIX}{build_id}", digest=state.key)
-        view = await self.service.create(
-            org_id,
-            CreateSandbox(
-                template=stage.name,
-                resources=BUILD_RESOURCES,
-                env=dict(t.env),
-                metadata={"sandlot.build": build_id},
-            ),
-            from_template=stage,
-        )
-        try:
-            exit_code = await self._stream(org_id, view.id, argv, t, out)
-            if exit_code != 0:
-                raise BuildFailed(
-                    f"line {instruction.line}: {instruction.source!r} exited with {exit_code}"
-                )
-            # What a step wrote may still be in a user-space kernel's cache (gVisor).
-            await self.service.run_command(org_id, view.id, ["sync"], user="0")
-            # export_changes kills everything in the step's sandbox before it reads the
-            # changes: nothing left running (or exec'd into it) can alter the capture.
-            with self.layers.staging(build_layer_id(key, state.build_id, state.no_cache)) as staged:
-                await self.service.host.export_changes(view.id, staged)
-                found = self._commit(state, staged, key, instruction)
-        finally:
-            with contextlib.suppress(SandlotError):
-                await self.service.destroy(org_id, view.id)
-        self._push(state, key, found)
-
-    async def _stream(
-        self, org_id: str, sandbox_id: str, argv: list[str], t: Template, out: CappedLog
-    ) -> int | str:
-        info = await self.service.start_process(
-            org_id,
-            sandbox_id,
-            StartProcess(command=argv, cwd=t.workdir, env=dict(t.env), timeout=STEP_TIMEOUT),
-        )
-        attachment = await self.service.attach(org_id, sandbox_id, info["process_id"])
-        async for _, data in attachment:
-            out.write(data.decode(errors="replace"))
-        result = attachment.result
-        if result is None:
-            return "an unknown status (the process was lost)"
-        if result.timed_out:
-            return f"a timeout after {STEP_TIMEOUT:.0f} s"
-        return result.exit_code if result.exit_code is not None else f"signal {result.signal}"
-
-    def _from_cache(self, state: BuildState, key: str, out: CappedLog) -> bool:
-        """Count a layer-making step, and stack the layer the cache holds for it if
-        there is one (and the build may use it)."""
-        state.steps += 1
-        found = None if state.no_cache else self.layers.find(key)
-        if found is None:
-            return False
-        state.cached += 1
-        out.write(" ---> cached\n")
-        self._push(state, key, found)
-        return True
-
-    def _commit(
-        self, state: BuildState, staged: Path, key: str, instruction: sf.Instruction
-    ) -> Path:
-        layer_id = build_layer_id(key, state.build_id, state.no_cache)
-        remap = key if layer_id != key else None
-        return self.layers.commit(staged, layer_id, instruction.source, key=remap)
-
-    def _push(self, state: BuildState, key: str, layer: Path) -> None:
-        state.key = key
-        state.template = replace(state.template, layers=(layer, *state.template.layers))
-        self._held.setdefault(state.build_id, set()).add(layer)
-
-    def _finished(self, template: Template) -> Template:
-        """Named by what it is (layers and start settings), so the same build twice
-        gives the same digest."""
-        meta = template.to_meta(self.templates.root)
-        for unnamed in ("digest", "createdAt", "sizeBytes"):
-            meta.pop(unnamed)
-        return replace(
-            template,
-            digest=cache_key(meta),
-            size_bytes=sum(self.layers.size(p) for p in template.layers),
-            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
+                self.steps.held.pop(build_id, None)
 
     async def _import(self, build_id: str, org_id: str, name: str, archive: Path) -> None:
         with contextlib.closing(
@@ -598,10 +362,10 @@ class TemplateBuilds:
                     import_image,
                     archive,
                     self.templates.layers_root,
-                    uid_offset=self.service.host.uid_offset,
+                    uid_offset=self.host.uid_offset,
                     on_progress=lambda line: print(line, file=out),
                 )
-                template = self._finished(
+                template = self.steps.finished(
                     Template(
                         name=name,
                         digest="",
@@ -652,14 +416,6 @@ def _sandlotfile(context: Path, file: str) -> str:
             details={"file": file},
         ) from None
     return data.decode(errors="replace")
-
-
-def _absolute(workdir: str, path: str) -> str:
-    """`path` as the sandbox resolves it from `workdir`: `..` stops at `/`."""
-    joined = "/" + inside(posixpath.join(workdir or "/", path))
-    clean = "/" if joined == "/." else joined
-    trailing = "/" if path.endswith("/") and clean != "/" else ""
-    return clean + trailing
 
 
 def _read_from(path: Path, offset: int) -> bytes:

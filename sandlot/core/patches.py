@@ -16,12 +16,16 @@ import shutil
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sandlot.core.events import Event
+from sandlot.core.host import Host
 from sandlot.core.incidents import public_reason
 from sandlot.core.keyed_locks import KeyedLocks
 from sandlot.core.models import CreateSandbox
+from sandlot.core.sandboxes import Sandboxes
+from sandlot.core.snapshot_store import SnapshotStore, SnapshotView
+from sandlot.core.work import Work
 from sandlot.domain import ids
 from sandlot.domain.host_values import BackendError
 from sandlot.domain.network_policy import NetworkPolicy
@@ -34,9 +38,6 @@ from sandlot.errors import (
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store import snapshots as snapshot_rows
 from sandlot.store.tables import SnapshotPatchRow, SnapshotRow
-
-if TYPE_CHECKING:
-    from sandlot.core.lifecycle import Lifecycle, SnapshotView
 
 PATCH_TIMEOUT = 1800.0
 """Seconds a patch script may run (package installs are slow)."""
@@ -72,9 +73,12 @@ class PatchView:
 
 
 class Patcher:
-    def __init__(self, lifecycle: Lifecycle) -> None:
-        self.lifecycle = lifecycle
-        self.service = lifecycle.service
+    def __init__(self, store: SnapshotStore, host: Host, sandboxes: Sandboxes, work: Work) -> None:
+        self.store = store
+        self.db = store.db
+        self.host = host
+        self.sandboxes = sandboxes
+        self.work = work
         self._locks = KeyedLocks()  # one per snapshot being patched
 
     async def patch(
@@ -88,13 +92,13 @@ class Patcher:
         """Run `script`; on exit status 0 it becomes the snapshot's next revision, else
         the snapshot is untouched and the patch is recorded as failed with its output.
         `ref` is a snapshot id, or a name among `sandbox_id`'s snapshots."""
-        snap = self.lifecycle.get_snapshot(org_id, ref, sandbox_id)
+        snap = self.store.get_snapshot(org_id, ref, sandbox_id)
         async with self._locks.hold(snap.id):
-            root = self.lifecycle.snapshot_dir(snap.id)
+            root = self.store.snapshot_dir(snap.id)
             exit_code, output, staged = await self._run(org_id, snap, root, script)
             ok = exit_code == 0
             patch_id = ids.new_patch_id()
-            with self.service.db.session() as s:
+            with self.db.session() as s:
                 row = s.get(SnapshotRow, snap.id)
                 if row is None:
                     raise SnapshotNotFoundError(f"snapshot {snap.id} was deleted meanwhile")
@@ -102,7 +106,7 @@ class Patcher:
                 if ok:
                     await asyncio.to_thread(_promote, root, staged)
                     row.revision, row.has_memory = revision, False
-                    row.size_bytes = self.service.host.bytes_used(root)
+                    row.size_bytes = self.host.bytes_used(root)
                 s.add(
                     SnapshotPatchRow(
                         id=patch_id,
@@ -120,12 +124,12 @@ class Patcher:
                 view = PatchView.of(s.get(SnapshotPatchRow, patch_id))  # type: ignore[arg-type]
             shutil.rmtree(staged, ignore_errors=True)
         data = {"snapshotId": snap.id, "patchId": patch_id, "status": view.status}
-        self.service.events.publish(Event("snapshot.patched", snap.sandbox_id, org_id, data))
+        self.store.events.publish(Event("snapshot.patched", snap.sandbox_id, org_id, data))
         return view
 
     def list_patches(self, org_id: str, ref: str, sandbox_id: str | None = None) -> list[PatchView]:
-        snap = self.lifecycle.get_snapshot(org_id, ref, sandbox_id)
-        with self.service.db.session() as s:
+        snap = self.store.get_snapshot(org_id, ref, sandbox_id)
+        with self.db.session() as s:
             return [PatchView.of(r) for r in snapshot_rows.patches(s, snap.id)]
 
     async def delete_patch(
@@ -133,9 +137,9 @@ class Patcher:
     ) -> None:
         """Forget a patch; if it was applied, rebuild the snapshot from its original
         state with the applied patches that remain."""
-        snap = self.lifecycle.get_snapshot(org_id, ref, sandbox_id)
+        snap = self.store.get_snapshot(org_id, ref, sandbox_id)
         async with self._locks.hold(snap.id):
-            with self.service.db.session() as s:
+            with self.db.session() as s:
                 patches = list(snapshot_rows.patches(s, snap.id))
                 target = next((p for p in patches if p.id == patch_id), None)
                 if target is None:
@@ -153,7 +157,7 @@ class Patcher:
 
     async def _replay(self, org_id: str, snap: SnapshotView, scripts: list[str]) -> None:
         snapshot_id = snap.id
-        root = self.lifecycle.snapshot_dir(snapshot_id)
+        root = self.store.snapshot_dir(snapshot_id)
         original = root / "original"
         await asyncio.to_thread(_restore_original, root, original)
         revision = 1
@@ -168,16 +172,16 @@ class Patcher:
             await asyncio.to_thread(_promote, root, staged)
             shutil.rmtree(staged, ignore_errors=True)
             revision += 1
-        with self.service.db.session() as s:
+        with self.db.session() as s:
             row = s.get(SnapshotRow, snapshot_id)
             if row is not None:
                 row.revision = revision
                 row.has_memory = (root / "checkpoint").is_dir()
-                row.size_bytes = self.service.host.bytes_used(root)
+                row.size_bytes = self.host.bytes_used(root)
 
     def _policy_of(self, snap: SnapshotView) -> NetworkPolicy:
         """The network policy of the sandbox the snapshot was taken of."""
-        with self.service.db.session() as s:
+        with self.db.session() as s:
             row = sandbox_rows.get(s, snap.sandbox_id)
             return _stored_policy(row.network if row is not None else None)
 
@@ -187,8 +191,7 @@ class Patcher:
         """Run `script` in a throw-away sandbox started from the snapshot's disk alone;
         returns its exit code, the tail of its output, and its disk saved to a
         staging directory."""
-        svc = self.service
-        template, _ = self.lifecycle.source_of(org_id, snap.id)
+        template, _ = self.store.source_of(org_id, snap.id)
         source = root / f".source-{ids.new_patch_id()}"
         source.mkdir(mode=0o700)
         os.link(root / "disk.img", source / "disk.img")  # the disk only: no processes
@@ -203,16 +206,18 @@ class Patcher:
             network=self._policy_of(snap),
         )
         try:
-            view = await svc.create(org_id, request, from_template=template, disk_from=source)
+            view = await self.sandboxes.create(
+                org_id, request, from_template=template, disk_from=source
+            )
             try:
-                session = await svc.session(org_id, view.id)
+                session = await self.work.session(org_id, view.id)
                 result = await session.exec(
                     ["/bin/bash", "-c", script], timeout=PATCH_TIMEOUT, max_output=OUTPUT_KEPT
                 )
-                await svc.host.snapshot(view.id, staged, memory=False)
+                await self.host.snapshot(view.id, staged, memory=False)
             finally:
                 with contextlib.suppress(SandlotError):
-                    await svc.destroy(org_id, view.id)
+                    await self.sandboxes.destroy(org_id, view.id)
         except ResourceExhaustedError:
             shutil.rmtree(staged, ignore_errors=True)
             raise  # the org's quota or the host's room: as for any create

@@ -197,7 +197,7 @@ class PreviewConnection(asyncio.Protocol):
         if self.waking is not None:
             return  # the wake-up checks again, with the first request's token
         try:
-            address = self.routes.service.preview_address(self.sandbox_id, self.port, token)
+            address = self.routes.service.previews.address(self.sandbox_id, self.port, token)
         except SandlotError as exc:
             self.refusal = exc
             raise
@@ -211,7 +211,7 @@ class PreviewConnection(asyncio.Protocol):
 
     async def _wake(self, token: str) -> None:
         try:
-            address = await self.routes.service.preview_target(
+            address = await self.routes.service.previews.target(
                 self.sandbox_id, self.port, token or None
             )
         except SandlotError as exc:

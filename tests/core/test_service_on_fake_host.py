@@ -42,7 +42,7 @@ class World:
     org: str
 
     async def create(self) -> SandboxView:
-        return await self.service.create(self.org, REQUEST)
+        return await self.service.sandboxes.create(self.org, REQUEST)
 
     def row_status(self, sandbox_id: str) -> tuple[str, str | None]:
         with self.db.session() as s:
@@ -86,7 +86,7 @@ async def test_a_created_sandbox_is_running_on_the_host_and_in_the_store(world: 
     with world.db.session() as s:
         row = sandbox_rows.get(s, view.id)
         assert row is not None and row.address == world.host.addresses[view.id]
-    assert world.service.is_live(view.id)
+    assert world.service.live.is_live(view.id)
 
 
 async def test_a_failed_start_records_an_error_without_host_words_and_leaves_nothing(
@@ -108,10 +108,10 @@ async def test_destroy_ends_the_sandbox_on_the_host_closes_its_agent_and_is_idem
 ) -> None:
     view = await world.create()
     session = world.host.sessions[view.id]
-    ended = await world.service.destroy(world.org, view.id)
+    ended = await world.service.sandboxes.destroy(world.org, view.id)
     assert ended.status is SandboxStatus.TERMINATED and ended.status_reason == "destroyed"
     assert session.closed and view.id not in world.host.sandboxes
-    again = await world.service.destroy(world.org, view.id)
+    again = await world.service.sandboxes.destroy(world.org, view.id)
     assert again.status is SandboxStatus.TERMINATED
     assert world.calls_on(view.id).count("destroy") == 1
 
@@ -123,7 +123,7 @@ async def test_a_pause_checkpoints_after_quiescing_the_agent_and_unplugging_its_
     session = world.host.sessions[view.id]
     paused = await world.service.lifecycle.pause(world.org, view.id)
     assert paused.status is SandboxStatus.PAUSED and paused.pause_mode == CHECKPOINT
-    assert session.quiesced and not world.service.is_live(view.id)
+    assert session.quiesced and not world.service.live.is_live(view.id)
     assert world.calls_on(view.id)[-2:] == ["unplug", "checkpoint"]
     assert world.host.sandboxes[view.id] is RuntimeStatus.CHECKPOINTED
 
@@ -131,7 +131,7 @@ async def test_a_pause_checkpoints_after_quiescing_the_agent_and_unplugging_its_
     assert resumed.status is SandboxStatus.RUNNING and resumed.pause_mode is None
     assert world.calls_on(view.id)[-3:-2] == ["restore"]
     assert {"plug", "connect"} == set(world.calls_on(view.id)[-2:])
-    assert world.service.is_live(view.id)
+    assert world.service.live.is_live(view.id)
 
 
 async def test_a_host_that_cannot_checkpoint_freezes(tmp_path: Path) -> None:
@@ -142,7 +142,7 @@ async def test_a_host_that_cannot_checkpoint_freezes(tmp_path: Path) -> None:
         assert paused.pause_mode == FREEZE and w.calls_on(view.id)[-1] == "freeze"
         assert w.host.sessions[view.id].closed and not w.host.sessions[view.id].quiesced
         with pytest.raises(InvalidConfigError, match="no CRIU"):
-            await w.service.lifecycle.snapshot(w.org, view.id, memory=True)
+            await w.service.snapshots.snapshot(w.org, view.id, memory=True)
         await w.service.lifecycle.resume(w.org, view.id)
         assert w.calls_on(view.id)[-2] == "thaw"
     finally:
@@ -168,7 +168,7 @@ async def test_a_failed_freeze_leaves_the_sandbox_running_and_reachable(tmp_path
             await w.service.lifecycle.pause(w.org, view.id)
         assert "/var/lib/host" not in caught.value.message
         assert w.row_status(view.id)[0] == "running"
-        assert w.service.is_live(view.id) and w.calls_on(view.id)[-1] == "connect"
+        assert w.service.live.is_live(view.id) and w.calls_on(view.id)[-1] == "connect"
     finally:
         await w.service.close()
 
@@ -188,7 +188,7 @@ async def test_a_failed_resume_keeps_the_sandbox_paused_with_its_images(world: W
 async def test_work_on_a_paused_sandbox_resumes_it_first(world: World) -> None:
     view = await world.create()
     await world.service.lifecycle.pause(world.org, view.id)
-    outcome = await world.service.run_command(world.org, view.id, ["true"])
+    outcome = await world.service.work.run_command(world.org, view.id, ["true"])
     assert outcome.exit_code == 0 and world.row_status(view.id)[0] == "running"
     assert world.host.sessions[view.id].commands == [["true"]]
 
@@ -198,31 +198,31 @@ async def test_a_snapshot_with_memory_reconnects_after_and_is_recorded_ready(
 ) -> None:
     view = await world.create()
     before = world.host.sessions[view.id]
-    snap = await world.service.lifecycle.snapshot(world.org, view.id, "first")
+    snap = await world.service.snapshots.snapshot(world.org, view.id, "first")
     assert snap.has_memory and snap.size_bytes == 4096 and snap.name == "first"
     assert before.quiesced and world.host.sessions[view.id] is not before
     assert world.calls_on(view.id)[-4:] == ["unplug", "snapshot", "plug", "connect"]
-    assert [s.id for s in world.service.lifecycle.list_snapshots(world.org)] == [snap.id]
+    assert [s.id for s in world.service.snapshot_store.list_snapshots(world.org)] == [snap.id]
 
 
 async def test_a_failed_snapshot_leaves_no_record_and_the_sandbox_running(world: World) -> None:
     view = await world.create()
     world.host.failing.add("snapshot")
     with pytest.raises(SandboxUnavailableError):
-        await world.service.lifecycle.snapshot(world.org, view.id, "broken")
-    assert world.service.lifecycle.list_snapshots(world.org) == []
-    assert world.row_status(view.id)[0] == "running" and world.service.is_live(view.id)
+        await world.service.snapshots.snapshot(world.org, view.id, "broken")
+    assert world.service.snapshot_store.list_snapshots(world.org) == []
+    assert world.row_status(view.id)[0] == "running" and world.service.live.is_live(view.id)
 
 
 async def test_rollback_restarts_in_place_and_a_failed_one_is_an_error(world: World) -> None:
     view = await world.create()
-    snap = await world.service.lifecycle.snapshot(world.org, view.id, "s", memory=False)
-    back = await world.service.lifecycle.rollback(world.org, view.id, "s")
+    snap = await world.service.snapshots.snapshot(world.org, view.id, "s", memory=False)
+    back = await world.service.snapshots.rollback(world.org, view.id, "s")
     assert back.id == view.id and back.status is SandboxStatus.RUNNING
     assert world.calls_on(view.id)[-2:] == ["restart", "connect"]
     world.host.failing.add("restart")
     with pytest.raises(SandboxUnavailableError, match=snap.name):
-        await world.service.lifecycle.rollback(world.org, view.id, snap.id)
+        await world.service.snapshots.rollback(world.org, view.id, snap.id)
     status, reason = world.row_status(view.id)
     assert status == "error" and reason is not None and "/var/lib/host" not in reason
 
@@ -253,7 +253,7 @@ async def test_reconcile_after_a_restart(
         await second.service.start()
         status, why = second.row_status(view.id)
         assert status == expected and (reason is None or why == reason)
-        assert second.service.is_live(view.id) is (expected == "running")
+        assert second.service.live.is_live(view.id) is (expected == "running")
         assert "sbx-leftover" not in host.sandboxes and "sbx-stray" not in host.addresses
         assert ("adopt_network", view.id) in host.calls
     finally:
@@ -285,7 +285,7 @@ async def test_supervision_expires_old_sandboxes_and_notices_dead_ones(world: Wo
         row.expires_at = datetime.now(UTC) - timedelta(seconds=1)
     world.host.sandboxes[dead.id] = RuntimeStatus.STOPPED
     await world.host.sessions[dead.id].close()  # its agent's connection drops with it
-    await world.service.supervise_once()
+    await world.service.supervision.run()
     assert world.row_status(expired.id) == ("terminated", "timeout")
     assert world.row_status(dead.id) == ("error", "sandbox stopped unexpectedly")
     assert dead.id not in world.host.sandboxes
@@ -296,14 +296,14 @@ async def test_network_changes_need_a_networked_host(tmp_path: Path) -> None:
     try:
         view = await w.create()
         with pytest.raises(InvalidConfigError, match="networking is turned off"):
-            await w.service.update_network(w.org, view.id, {"egress": {"deny": ["1.1.1.1"]}})
+            await w.service.network.update(w.org, view.id, {"egress": {"deny": ["1.1.1.1"]}})
     finally:
         await w.service.close()
 
 
 async def test_network_changes_merge_into_the_policy_and_reach_the_host(world: World) -> None:
     view = await world.create()
-    changed = await world.service.update_network(
+    changed = await world.service.network.update(
         world.org, view.id, {"egress": {"allow": ["example.com"]}}
     )
     assert changed.network is not None

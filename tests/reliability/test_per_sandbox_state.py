@@ -45,18 +45,19 @@ class InProcessServer:
             svc = self.service
             host = svc.host
             assert isinstance(host, LocalHost) and host.network is not None
-            assert svc.previews is not None
+            live, previews = svc.live, svc.network.previews
+            assert previews is not None
             return {
-                "agent connections": len(svc._live),
-                "locks": len(svc._locks),
-                "patch locks": len(svc.lifecycle.patches._locks),
-                "activity": len(svc.last_activity),
-                "holds": len(svc.holds),
-                "denied names": len(svc._denied_until),
+                "agent connections": len(live._live),
+                "locks": len(live._locks),
+                "patch locks": len(svc.patches._locks),
+                "activity": len(live.last_activity),
+                "holds": len(live.holds),
+                "denied names": len(svc.network._denied),
                 "metrics": len(svc.sampler.latest) + len(svc.sampler._previous),
                 "metrics owners": len(svc.sampler.owners),
-                "log followers": len(svc.logs._tasks),
-                "exposures": len(svc.previews._exposed),
+                "log followers": len(live.logs._tasks),
+                "exposures": len(previews._exposed),
                 "networks": len(host.network._attached),
                 "event subscribers": svc.events.subscriber_count,
             }

@@ -90,7 +90,7 @@ def sandbox_events(
     types: Types = None,
 ) -> StreamingResponse:
     """Server-Sent Events of one sandbox (also served as a WebSocket at the same path)."""
-    svc.get(who.org_id, sandbox_id)
+    svc.records.get(who.org_id, sandbox_id)
     return _stream(request, svc, _filter(who.org_id, sandbox_id, types), since)
 
 
@@ -123,7 +123,7 @@ async def _websocket(websocket: WebSocket, sandbox_id: str | None) -> None:
     try:
         who = websocket_principal(websocket, "sandboxes:read")
         if sandbox_id is not None:
-            svc.get(who.org_id, sandbox_id)
+            svc.records.get(who.org_id, sandbox_id)
         since = int(params["since"]) if params.get("since") else None
         if since is not None and not 0 <= since <= MAX_STORED_INT:
             raise ValueError(f"must be an event id, 0 to {MAX_STORED_INT}")

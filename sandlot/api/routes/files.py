@@ -26,7 +26,7 @@ FilePath = Annotated[
 async def read_file(
     sandbox_id: SandboxId, path: FilePath, who: Reader, svc: Service
 ) -> StreamingResponse:
-    chunks = await svc.read_file(who.org_id, sandbox_id, path)
+    chunks = await svc.work.read_file(who.org_id, sandbox_id, path)
     return StreamingResponse(chunks, media_type="application/octet-stream")
 
 
@@ -40,7 +40,7 @@ async def write_file(
     mode: Annotated[int | None, Query(ge=0, le=0o7777)] = None,
 ) -> Envelope[EntryOut]:
     """The request body is the file's content; parent directories are created."""
-    entry = await svc.write_file(who.org_id, sandbox_id, path, request.stream(), mode=mode)
+    entry = await svc.work.write_file(who.org_id, sandbox_id, path, request.stream(), mode=mode)
     return Envelope(data=EntryOut.of(entry))
 
 
@@ -48,7 +48,7 @@ async def write_file(
 async def remove(
     sandbox_id: SandboxId, path: FilePath, who: Writer, svc: Service, recursive: bool = False
 ) -> Envelope[RemovedOut]:
-    await (await svc.session(who.org_id, sandbox_id)).remove(path, recursive=recursive)
+    await (await svc.work.session(who.org_id, sandbox_id)).remove(path, recursive=recursive)
     return Envelope(data=RemovedOut(path=path))
 
 
@@ -60,7 +60,7 @@ async def list_dir(
     svc: Service,
     depth: Annotated[int, Query(ge=1, le=16)] = 1,
 ) -> Envelope[list[EntryOut]]:
-    entries = await (await svc.session(who.org_id, sandbox_id)).list_dir(path, depth=depth)
+    entries = await (await svc.work.session(who.org_id, sandbox_id)).list_dir(path, depth=depth)
     return Envelope(data=[EntryOut.of(e) for e in entries])
 
 
@@ -68,7 +68,7 @@ async def list_dir(
 async def stat(
     sandbox_id: SandboxId, path: FilePath, who: Reader, svc: Service
 ) -> Envelope[EntryOut]:
-    entry = await (await svc.session(who.org_id, sandbox_id)).stat(path)
+    entry = await (await svc.work.session(who.org_id, sandbox_id)).stat(path)
     return Envelope(data=EntryOut.of(entry))
 
 
@@ -76,7 +76,9 @@ async def stat(
 async def mkdir(
     sandbox_id: SandboxId, body: MkdirIn, who: Writer, svc: Service
 ) -> Envelope[EntryOut]:
-    entry = await (await svc.session(who.org_id, sandbox_id)).mkdir(body.path, parents=body.parents)
+    entry = await (await svc.work.session(who.org_id, sandbox_id)).mkdir(
+        body.path, parents=body.parents
+    )
     return Envelope(data=EntryOut.of(entry))
 
 
@@ -85,6 +87,6 @@ async def replace(
     sandbox_id: SandboxId, body: ReplaceIn, who: Writer, svc: Service
 ) -> Envelope[ReplaceOut]:
     """Surgical edit: fails if `old` is absent, or appears more than once without `count`."""
-    session = await svc.session(who.org_id, sandbox_id)
+    session = await svc.work.session(who.org_id, sandbox_id)
     count = await session.replace(body.path, body.old, body.new, count=body.count)
     return Envelope(data=ReplaceOut(path=body.path, replacements=count))

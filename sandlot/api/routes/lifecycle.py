@@ -44,7 +44,7 @@ async def set_timeout(
 async def create_snapshot(
     sandbox_id: SandboxId, body: SnapshotIn, who: Writer, svc: Service
 ) -> Envelope[SnapshotOut]:
-    snap = await svc.lifecycle.snapshot(
+    snap = await svc.snapshots.snapshot(
         who.org_id, sandbox_id, body.name, memory=body.memory, description=body.description
     )
     return Envelope(data=SnapshotOut.of(snap))
@@ -52,7 +52,7 @@ async def create_snapshot(
 
 @router.get("/v1/sandboxes/{sandbox_id}/snapshots")
 def list_snapshots(sandbox_id: SandboxId, who: Reader, svc: Service) -> Envelope[list[SnapshotOut]]:
-    snaps = svc.lifecycle.list_snapshots(who.org_id, sandbox_id)
+    snaps = svc.snapshot_store.list_snapshots(who.org_id, sandbox_id)
     return Envelope(data=[SnapshotOut.of(s) for s in snaps])
 
 
@@ -60,8 +60,8 @@ def list_snapshots(sandbox_id: SandboxId, who: Reader, svc: Service) -> Envelope
 def delete_sandbox_snapshot(
     sandbox_id: SandboxId, ref: str, who: Writer, svc: Service
 ) -> Envelope[SnapshotOut]:
-    snap = svc.lifecycle.get_snapshot(who.org_id, ref, sandbox_id)
-    svc.lifecycle.delete_snapshot(who.org_id, snap.id)
+    snap = svc.snapshot_store.get_snapshot(who.org_id, ref, sandbox_id)
+    svc.snapshot_store.delete_snapshot(who.org_id, snap.id)
     return Envelope(data=SnapshotOut.of(snap))
 
 
@@ -71,7 +71,7 @@ async def patch_snapshot(
 ) -> Envelope[PatchOut]:
     """Run a bash script against the snapshot's files in a throw-away sandbox; on
     success the result becomes the snapshot's next revision."""
-    patch = await svc.lifecycle.patches.patch(
+    patch = await svc.patches.patch(
         who.org_id, ref, body.script, body.description, sandbox_id=sandbox_id
     )
     return Envelope(data=PatchOut.of(patch))
@@ -81,7 +81,7 @@ async def patch_snapshot(
 def list_patches(
     sandbox_id: SandboxId, ref: str, who: Reader, svc: Service
 ) -> Envelope[list[PatchOut]]:
-    patches = svc.lifecycle.patches.list_patches(who.org_id, ref, sandbox_id)
+    patches = svc.patches.list_patches(who.org_id, ref, sandbox_id)
     return Envelope(data=[PatchOut.of(p) for p in patches])
 
 
@@ -91,7 +91,7 @@ async def delete_patch(
 ) -> Envelope[list[PatchOut]]:
     """Remove a patch; the snapshot is rebuilt with the patches that remain. Answers
     with those."""
-    patches = svc.lifecycle.patches
+    patches = svc.patches
     await patches.delete_patch(who.org_id, ref, patch_id, sandbox_id)
     remaining = patches.list_patches(who.org_id, ref, sandbox_id)
     return Envelope(data=[PatchOut.of(p) for p in remaining])
@@ -99,18 +99,18 @@ async def delete_patch(
 
 @router.get("/v1/snapshots")
 def list_org_snapshots(who: Reader, svc: Service) -> Envelope[list[SnapshotOut]]:
-    return Envelope(data=[SnapshotOut.of(s) for s in svc.lifecycle.list_snapshots(who.org_id)])
+    return Envelope(data=[SnapshotOut.of(s) for s in svc.snapshot_store.list_snapshots(who.org_id)])
 
 
 @router.get("/v1/snapshots/{snapshot_id}")
 def get_snapshot(snapshot_id: str, who: Reader, svc: Service) -> Envelope[SnapshotOut]:
-    return Envelope(data=SnapshotOut.of(svc.lifecycle.get_snapshot(who.org_id, snapshot_id)))
+    return Envelope(data=SnapshotOut.of(svc.snapshot_store.get_snapshot(who.org_id, snapshot_id)))
 
 
 @router.delete("/v1/snapshots/{snapshot_id}")
 def delete_snapshot(snapshot_id: str, who: Writer, svc: Service) -> Envelope[SnapshotOut]:
-    snap = svc.lifecycle.get_snapshot(who.org_id, snapshot_id)
-    svc.lifecycle.delete_snapshot(who.org_id, snap.id)
+    snap = svc.snapshot_store.get_snapshot(who.org_id, snapshot_id)
+    svc.snapshot_store.delete_snapshot(who.org_id, snap.id)
     return Envelope(data=SnapshotOut.of(snap))
 
 
@@ -119,7 +119,7 @@ async def rollback(
     sandbox_id: SandboxId, body: RollbackIn, who: Writer, svc: Service
 ) -> Envelope[SandboxOut]:
     """In place: same id, disk (and processes, if the snapshot holds them) as then."""
-    view = await svc.lifecycle.rollback(who.org_id, sandbox_id, body.snapshot)
+    view = await svc.snapshots.rollback(who.org_id, sandbox_id, body.snapshot)
     return Envelope(data=SandboxOut.of(view))
 
 
@@ -128,7 +128,7 @@ async def branch(
     sandbox_id: SandboxId, body: BranchIn, who: Writer, svc: Service
 ) -> Envelope[SandboxOut]:
     """A new sandbox from one of this sandbox's snapshots; this one runs on untouched."""
-    view = await svc.lifecycle.branch(
+    view = await svc.snapshots.branch(
         who.org_id,
         body.snapshot,
         sandbox_id=sandbox_id,

@@ -27,7 +27,7 @@ DEFAULT_WINDOW = timedelta(hours=24)
 @router.get("/v1/sandboxes/{sandbox_id}/metrics")
 def sandbox_metrics(sandbox_id: SandboxId, who: Reader, svc: Service) -> Envelope[MetricsOut]:
     """The latest sampled figures: CPU % of the quota, memory, disk, network rates, pids."""
-    return Envelope(data=MetricsOut.model_validate(svc.metrics(who.org_id, sandbox_id)))
+    return Envelope(data=MetricsOut.model_validate(svc.readings.metrics(who.org_id, sandbox_id)))
 
 
 @router.get("/v1/usage")
@@ -47,7 +47,9 @@ def usage(
         ) from None
     if start >= end:
         raise InvalidConfigError("from must be before to", details={"field": "from"})
-    return Envelope(data=UsageReportOut.of(start, end, svc.usage_report(who.org_id, start, end)))
+    return Envelope(
+        data=UsageReportOut.of(start, end, svc.readings.usage_report(who.org_id, start, end))
+    )
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -77,7 +79,7 @@ class SandlotCollector(Collector):
         info.add_metric([], {"version": __version__, "runtime": svc.host.name})
         yield info
         by_status = GaugeMetricFamily("sandlot_sandboxes", "Sandboxes by status", labels=["status"])
-        for status, count in sorted(svc.count_by_status().items()):
+        for status, count in sorted(svc.readings.count_by_status().items()):
             by_status.add_metric([status], count)
         yield by_status
         yield GaugeMetricFamily(

@@ -22,13 +22,13 @@ async def update_network(
 ) -> Envelope[SandboxOut]:
     """Change the egress policy (and automatic ports) of a running sandbox at once.
     A merge: what the body leaves out stays as it is."""
-    view = await svc.update_network(who.org_id, sandbox_id, body.changes())
+    view = await svc.network.update(who.org_id, sandbox_id, body.changes())
     return Envelope(data=SandboxOut.of(view))
 
 
 @router.get("/ports")
 def list_ports(sandbox_id: SandboxId, who: Reader, svc: Service) -> Envelope[list[PortOut]]:
-    return Envelope(data=[_out(e) for e in svc.ports(who.org_id, sandbox_id)])
+    return Envelope(data=[_out(e) for e in svc.network.ports(who.org_id, sandbox_id)])
 
 
 @router.post("/ports", status_code=201)
@@ -36,7 +36,7 @@ def expose_port(
     sandbox_id: SandboxId, body: ExposeIn, who: Writer, svc: Service
 ) -> Envelope[PortOut]:
     """A preview URL for the port; with `auth: token` the token is in this answer only."""
-    exposure, token = svc.expose_port(who.org_id, sandbox_id, body.port, body.auth)
+    exposure, token = svc.network.expose_port(who.org_id, sandbox_id, body.port, body.auth)
     return Envelope(data=_out(exposure, token))
 
 
@@ -44,8 +44,8 @@ def expose_port(
 def close_port(
     sandbox_id: SandboxId, port: PortNumber, who: Writer, svc: Service
 ) -> Envelope[PortOut]:
-    exposure = next((e for e in svc.ports(who.org_id, sandbox_id) if e.port == port), None)
-    svc.close_port(who.org_id, sandbox_id, port)
+    exposure = next((e for e in svc.network.ports(who.org_id, sandbox_id) if e.port == port), None)
+    svc.network.close_port(who.org_id, sandbox_id, port)
     assert exposure is not None  # close_port raised PORT_NOT_EXPOSED otherwise
     return Envelope(data=_out(exposure))
 

@@ -42,7 +42,7 @@ async def run_command(
     sandbox_id: SandboxId, body: ExecIn, who: Writer, svc: Service
 ) -> Envelope[ExecOut]:
     """Answers 504 SANDBOX_TIMEOUT, with the output so far in `details`, if `timeout` passes."""
-    outcome = await svc.run_command(
+    outcome = await svc.work.run_command(
         who.org_id,
         sandbox_id,
         body.command,
@@ -59,7 +59,7 @@ async def start_process(
     sandbox_id: SandboxId, body: StartProcessIn, who: Writer, svc: Service
 ) -> Envelope[ProcessOut]:
     """Start a background process (or, with `pty`, a terminal); attach to see its output."""
-    info = await svc.start_process(who.org_id, sandbox_id, body.to_request())
+    info = await svc.work.start_process(who.org_id, sandbox_id, body.to_request())
     return Envelope(data=ProcessOut.of(info))
 
 
@@ -71,7 +71,7 @@ async def list_processes(
     include_exited: Annotated[bool, Query(alias="all")] = False,
 ) -> Envelope[list[ProcessOut]]:
     """Running processes started through Sandlot; `all=true` adds recently exited ones."""
-    session = await svc.session(who.org_id, sandbox_id)
+    session = await svc.work.session(who.org_id, sandbox_id)
     return Envelope(data=[ProcessOut.of(p) for p in await session.list_processes(include_exited)])
 
 
@@ -79,7 +79,7 @@ async def list_processes(
 async def get_process(
     sandbox_id: SandboxId, process_id: str, who: Reader, svc: Service
 ) -> Envelope[ProcessOut]:
-    session = await svc.session(who.org_id, sandbox_id)
+    session = await svc.work.session(who.org_id, sandbox_id)
     return Envelope(data=ProcessOut.of(await session.process_info(process_id)))
 
 
@@ -88,7 +88,7 @@ async def signal_process(
     sandbox_id: SandboxId, process_id: str, body: SignalIn, who: Writer, svc: Service
 ) -> Envelope[ProcessOut]:
     """Signal the process's whole group."""
-    session = await svc.session(who.org_id, sandbox_id)
+    session = await svc.work.session(who.org_id, sandbox_id)
     await session.signal_process(process_id, body.signal)
     return Envelope(data=ProcessOut.of(await session.process_info(process_id)))
 
@@ -97,7 +97,7 @@ async def signal_process(
 async def resize_process(
     sandbox_id: SandboxId, process_id: str, body: PtySize, who: Writer, svc: Service
 ) -> Envelope[ProcessOut]:
-    session = await svc.session(who.org_id, sandbox_id)
+    session = await svc.work.session(who.org_id, sandbox_id)
     await session.resize(process_id, body.cols, body.rows)
     return Envelope(data=ProcessOut.of(await session.process_info(process_id)))
 
@@ -109,7 +109,7 @@ async def attach(websocket: WebSocket, sandbox_id: str, process_id: str) -> None
     svc: SandboxService = websocket.app.state.service
     try:
         who = websocket_principal(websocket, "sandboxes:write")
-        attachment = await svc.attach(who.org_id, sandbox_id, process_id)
+        attachment = await svc.work.attach(who.org_id, sandbox_id, process_id)
     except SandlotError as err:
         await websocket.send_json({"type": "error", "error": err.to_dict()})
         await websocket.close(code=1008 if err.status in (401, 403) else 1011)
@@ -123,13 +123,13 @@ async def attach(websocket: WebSocket, sandbox_id: str, process_id: str) -> None
     )
     output = asyncio.create_task(_pump_output(websocket, svc, sandbox_id, attachment))
     control = asyncio.create_task(_pump_input(websocket, svc, sandbox_id, attachment))
-    with svc.hold(sandbox_id):
+    with svc.live.hold(sandbox_id):
         done, _ = await asyncio.wait({output, control}, return_when=asyncio.FIRST_COMPLETED)
     if output in done:
         control.cancel()
         result = attachment.result
         if output.exception() is None and result is not None:
-            svc.record_completion(who.org_id, sandbox_id, attachment.info["command"], result)
+            svc.work.record_completion(who.org_id, sandbox_id, attachment.info["command"], result)
             with contextlib.suppress(Exception):
                 await websocket.send_json(
                     {
@@ -162,7 +162,7 @@ async def _pump_output(
     # reading of the process (back-pressure) instead of growing a buffer here.
     async for stream, data in attachment:
         await websocket.send_bytes(bytes([STREAM_CODES[stream]]) + data)
-        svc.touch(sandbox_id)
+        svc.live.touch(sandbox_id)
 
 
 async def _pump_input(
@@ -175,7 +175,7 @@ async def _pump_input(
             return
         if message["type"] == "websocket.disconnect":
             return
-        svc.touch(sandbox_id)
+        svc.live.touch(sandbox_id)
         if message.get("bytes") is not None:
             await attachment.send_stdin(message["bytes"])
             continue

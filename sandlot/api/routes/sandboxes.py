@@ -26,7 +26,7 @@ SandboxId = Annotated[str, Path(max_length=64, description="e.g. sbx-7k2m9p4q1x"
 @router.post("", status_code=201)
 async def create_sandbox(body: CreateSandboxIn, who: Writer, svc: Service) -> Envelope[SandboxOut]:
     if body.snapshot is not None:
-        view = await svc.lifecycle.branch(
+        view = await svc.snapshots.branch(
             who.org_id,
             body.snapshot,
             metadata=body.metadata,
@@ -35,7 +35,7 @@ async def create_sandbox(body: CreateSandboxIn, who: Writer, svc: Service) -> En
             idle_timeout=body.idle_timeout,
         )
     else:
-        view = await svc.create(who.org_id, body.to_request())
+        view = await svc.sandboxes.create(who.org_id, body.to_request())
     return Envelope(data=SandboxOut.of(view))
 
 
@@ -54,7 +54,7 @@ def list_sandboxes(
         for key, value in request.query_params.items()
         if key.startswith("metadata.")
     }
-    page = svc.list_sandboxes(
+    page = svc.records.page(
         who.org_id, status=status, metadata=metadata, limit=limit, offset=offset
     )
     return SandboxList(
@@ -65,15 +65,15 @@ def list_sandboxes(
 
 @router.get("/{sandbox_id}")
 def get_sandbox(sandbox_id: SandboxId, who: Reader, svc: Service) -> Envelope[SandboxOut]:
-    return Envelope(data=SandboxOut.of(svc.get(who.org_id, sandbox_id)))
+    return Envelope(data=SandboxOut.of(svc.records.get(who.org_id, sandbox_id)))
 
 
 @router.delete("/{sandbox_id}")
 async def destroy_sandbox(sandbox_id: SandboxId, who: Writer, svc: Service) -> Envelope[SandboxOut]:
-    return Envelope(data=SandboxOut.of(await svc.destroy(who.org_id, sandbox_id)))
+    return Envelope(data=SandboxOut.of(await svc.sandboxes.destroy(who.org_id, sandbox_id)))
 
 
 @router.get("/{sandbox_id}/usage")
 def sandbox_usage(sandbox_id: SandboxId, who: Reader, svc: Service) -> Envelope[UsageOut]:
     """Current cgroup readings: CPU time, memory, pids and OOM kills."""
-    return Envelope(data=UsageOut.model_validate(svc.usage(who.org_id, sandbox_id)))
+    return Envelope(data=UsageOut.model_validate(svc.readings.usage(who.org_id, sandbox_id)))

@@ -55,7 +55,7 @@ def sandbox_ssh(
 ) -> Envelope[SshInfoOut]:
     """Host, port and username for `ssh`; the host is the one this request reached
     unless the gateway listens on a specific address."""
-    view = svc.get(who.org_id, sandbox_id)
+    view = svc.records.get(who.org_id, sandbox_id)
     endpoint: SshEndpoint | None = request.app.state.ssh
     if endpoint is None:
         raise InvalidStateError(

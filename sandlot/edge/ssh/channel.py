@@ -47,7 +47,7 @@ class ChannelBridge(SSHSession[bytes]):
 
     def connection_made(self, chan: Any) -> None:
         self._channel = chan
-        self._held.enter_context(self.target.service.hold(self.target.sandbox_id))
+        self._held.enter_context(self.target.service.live.hold(self.target.sandbox_id))
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         self._inbox.put_nowait(data)

@@ -17,7 +17,7 @@ from sandlot.errors import SandlotError
 async def open_forward(target: Target, host: str, port: int) -> TcpSession:
     """Connect first, so a refused port refuses the channel as OpenSSH would."""
     try:
-        session = await target.service.session(target.org_id, target.sandbox_id)
+        session = await target.service.work.session(target.org_id, target.sandbox_id)
         connection = await session.open_tcp(host, port)
     except SandlotError as exc:
         raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, exc.message) from None

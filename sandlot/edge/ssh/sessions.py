@@ -15,8 +15,8 @@ from typing import Any, cast
 import asyncssh
 
 from sandlot.core.models import StartProcess
-from sandlot.core.service import DEFAULT_SHELL
 from sandlot.core.session import AttachmentLike
+from sandlot.core.work import DEFAULT_SHELL
 from sandlot.edge.ssh.channel import ChannelBridge
 from sandlot.errors import SandlotError
 
@@ -88,10 +88,10 @@ class ProcessSession(ChannelBridge, asyncssh.SSHServerSession[bytes]):
         chan = cast(asyncssh.SSHServerChannel[bytes], self._chan)
         target = self.target
         try:
-            info = await target.service.start_process(
+            info = await target.service.work.start_process(
                 target.org_id, target.sandbox_id, self._request(chan)
             )
-            attachment = await target.service.attach(
+            attachment = await target.service.work.attach(
                 target.org_id, target.sandbox_id, info["process_id"]
             )
         except SandlotError as exc:

@@ -15,4 +15,4 @@ class Target:
 
     def touch(self) -> None:
         """SSH traffic is activity: it keeps the sandbox from being paused as idle."""
-        self.service.touch(self.sandbox_id)
+        self.service.live.touch(self.sandbox_id)
