@@ -7,6 +7,7 @@ base template is shared between runs (built once if missing).
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from sandlot.runtime.reaping import PR_SET_CHILD_SUBREAPER
 from sandlot.testing import ServerProcess, ensure_base_template
 
 
@@ -26,6 +28,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "e2e" in item.nodeid.split("/"):
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _pytest_adopts_no_orphans() -> Iterator[None]:
+    """A runtime made in this process (the runtime tests, an in-process server) makes
+    it a child subreaper, as a server is. Left so, it would adopt what the servers it
+    runs as subprocesses leave when they are killed, and never reap it: a gVisor
+    sandbox's processes stayed zombies, and the next server's `runsc delete` waited out
+    its minute for them to go."""
+    yield
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
 
 
 @pytest.fixture(scope="session")
