@@ -40,6 +40,19 @@ STEP_TEMPLATE_PREFIX = ".build-"
 """What a build step's sandbox records as its template (a name no template can have)."""
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A build to run: its id, whose it is, the template it makes, its parsed
+    Sandlotfile and the directory its context was unpacked in."""
+
+    build_id: str
+    org_id: str
+    name: str
+    instructions: list[sf.Instruction]
+    context_dir: Path
+    no_cache: bool
+
+
 @dataclass
 class BuildState:
     """What the steps so far have made: the layers, and how a sandbox will start."""
@@ -59,54 +72,37 @@ class BuildFailed(Exception):
     """A step failed; the message is what the build's error says."""
 
 
+@dataclass(eq=False, kw_only=True)
 class BuildSteps:
-    def __init__(
-        self,
-        *,
-        catalog: Catalog,
-        templates: TemplateStore,
-        layers: LayerStore,
-        host: Host,
-        sandboxes: Sandboxes,
-        work: Work,
-    ) -> None:
-        self.catalog = catalog
-        self.templates = templates
-        self.layers = layers
-        self.host = host
-        self.sandboxes = sandboxes
-        self.work = work
-        self.held: dict[str, set[Path]] = {}
-        """Layers of builds in flight, by build, which template collection must keep."""
+    catalog: Catalog
+    templates: TemplateStore
+    layers: LayerStore
+    host: Host
+    sandboxes: Sandboxes
+    work: Work
+    held: dict[str, set[Path]] = field(default_factory=dict, init=False)
+    """Layers of builds in flight, by build, which template collection must keep."""
 
     async def run(
-        self,
-        build_id: str,
-        org_id: str,
-        name: str,
-        instructions: list[sf.Instruction],
-        context_dir: Path,
-        no_cache: bool,
-        out: CappedLog,
-        on_step: Callable[[BuildState], None],
+        self, recipe: Recipe, out: CappedLog, on_step: Callable[[BuildState], None]
     ) -> tuple[Template, BuildState]:
         """The template the recipe makes, not yet installed, and what its steps did; its
         layers stay in `held` until the caller drops them once it is installed."""
-        base = self.catalog.visible(org_id, instructions[0].text.strip())
+        base = self.catalog.visible(recipe.org_id, recipe.instructions[0].text.strip())
         state = BuildState(
-            build_id=build_id,
-            template=replace(base, name=name, source="build", owner=org_id),
-            key=first_key(base.digest, org_id),
+            build_id=recipe.build_id,
+            template=replace(base, name=recipe.name, source="build", owner=recipe.org_id),
+            key=first_key(base.digest, recipe.org_id),
             entrypoint=[],
             cmd=list(base.start_command),
-            no_cache=no_cache,
+            no_cache=recipe.no_cache,
         )
-        total = len(instructions)
+        total = len(recipe.instructions)
         out.write(f"Step 1/{total}: FROM {base.name} ({base.digest})\n")
-        with contextlib.closing(BuildContext(context_dir)) as context:
-            for number, instruction in enumerate(instructions[1:], start=2):
+        with contextlib.closing(BuildContext(recipe.context_dir)) as context:
+            for number, instruction in enumerate(recipe.instructions[1:], start=2):
                 out.write(f"Step {number}/{total}: {instruction.source}\n")
-                await self._step(build_id, org_id, state, instruction, context, out)
+                await self._step(recipe.build_id, recipe.org_id, state, instruction, context, out)
                 on_step(state)
         template = self.finished(
             replace(state.template, start_command=(*state.entrypoint, *state.cmd))

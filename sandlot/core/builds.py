@@ -19,19 +19,17 @@ import re
 import shutil
 import time
 from collections.abc import AsyncIterator, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from sandlot.beneath import Beneath, FileTooLarge
 from sandlot.core.build_log import BUILD_LOG_MAX_BYTES, CappedLog
-from sandlot.core.build_steps import STEP_TEMPLATE_PREFIX, BuildFailed, BuildSteps
+from sandlot.core.build_steps import STEP_TEMPLATE_PREFIX, BuildFailed, BuildSteps, Recipe
 from sandlot.core.catalog import Catalog
 from sandlot.core.host import Host
 from sandlot.core.incidents import internal_error, public_reason
-from sandlot.core.sandboxes import Sandboxes
-from sandlot.core.work import Work
 from sandlot.domain import ids
 from sandlot.domain.host_values import BackendError
 from sandlot.errors import (
@@ -50,7 +48,6 @@ from sandlot.templates.context import (
     unpack_context,
 )
 from sandlot.templates.importer import ImportRejected, import_image
-from sandlot.templates.layers import LayerStore
 from sandlot.templates.store import COLLECT_GRACE_SECONDS, Template, TemplateStore
 
 SANDLOTFILE_MAX_BYTES = 1 << 20
@@ -77,33 +74,18 @@ class BuildView:
         return cls(**{f.name: getattr(row, f.name) for f in dataclasses.fields(cls)})
 
 
+@dataclass(eq=False, kw_only=True)
 class TemplateBuilds:
-    def __init__(
-        self,
-        *,
-        db: Database,
-        catalog: Catalog,
-        templates: TemplateStore,
-        host: Host,
-        sandboxes: Sandboxes,
-        work: Work,
-    ) -> None:
-        self.db = db
-        self.catalog = catalog
-        self.templates = templates
-        self.host = host
-        self.sandboxes = sandboxes
-        self.work = work
-        self.logs_root = self.templates.root / ".builds"
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self.steps = BuildSteps(
-            catalog=catalog,
-            templates=templates,
-            layers=LayerStore(templates.layers_root),
-            host=host,
-            sandboxes=sandboxes,
-            work=work,
-        )
+    db: Database
+    catalog: Catalog
+    templates: TemplateStore
+    host: Host
+    steps: BuildSteps
+    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
+
+    @property
+    def logs_root(self) -> Path:
+        return self.templates.root / ".builds"
 
     # ---- starting and reading builds ----------------------------------------------
 
@@ -138,7 +120,7 @@ class TemplateBuilds:
         finally:
             _remove(upload)
         view = self._new(org_id, name, "build")
-        work = self._build(view.id, org_id, name, instructions, context, no_cache)
+        work = self._build(Recipe(view.id, org_id, name, instructions, context, no_cache))
         self._spawn(view.id, work, context)
         return view
 
@@ -194,7 +176,7 @@ class TemplateBuilds:
             steps = [(r.org_id, r.id) for r in build_rows.step_sandboxes(s, STEP_TEMPLATE_PREFIX)]
         for org_id, sandbox_id in steps:
             with contextlib.suppress(SandlotError):
-                await self.sandboxes.destroy(org_id, sandbox_id)
+                await self.steps.sandboxes.destroy(org_id, sandbox_id)
         # Uploads and contexts of requests a dead server was serving; young ones may be
         # another server's (several can share a template directory).
         cutoff = time.time() - COLLECT_GRACE_SECONDS
@@ -294,33 +276,21 @@ class TemplateBuilds:
                 for key, value in changes.items():
                     setattr(row, key, value)
 
-    async def _build(
-        self,
-        build_id: str,
-        org_id: str,
-        name: str,
-        instructions: list[sf.Instruction],
-        context_dir: Path,
-        no_cache: bool,
-    ) -> None:
+    async def _build(self, recipe: Recipe) -> None:
+        build_id, name = recipe.build_id, recipe.name
         with contextlib.closing(
             CappedLog.open(self._log_path(build_id), BUILD_LOG_MAX_BYTES)
         ) as out:
             try:
                 template, state = await self.steps.run(
-                    build_id,
-                    org_id,
-                    name,
-                    instructions,
-                    context_dir,
-                    no_cache,
+                    recipe,
                     out,
                     lambda state: self._update(
                         build_id, steps=state.steps, cached_steps=state.cached
                     ),
                 )
                 self.templates.install(
-                    self.templates.staging_dir(name, template.digest, org_id), template
+                    self.templates.staging_dir(name, template.digest, recipe.org_id), template
                 )
                 out.close_with(
                     f"Template {name} ready: digest {template.digest}, "

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,24 +51,15 @@ IDLE_PAUSE_WAIT = 1.0
 _NOT_PAUSED: dict[str, Any] = {"pause_mode": None, "paused_at": None}
 
 
+@dataclass(eq=False, kw_only=True)
 class Lifecycle:
-    def __init__(
-        self,
-        *,
-        records: Records,
-        status: StatusWriter,
-        host: Host,
-        live: LiveSandboxes,
-        pause_mode: str = "auto",
-        auto_resume: bool = True,
-    ) -> None:
-        self.records = records
-        self.status = status
-        self.host = host
-        self.live = live
-        self.pause_mode = pause_mode
-        self.auto_resume = auto_resume
-        self._idle_pauses: dict[str, asyncio.Task[None]] = {}
+    records: Records
+    status: StatusWriter
+    host: Host
+    live: LiveSandboxes
+    pause_mode: str = "auto"
+    auto_resume: bool = True
+    _idle_pauses: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
 
     def mode(self, sandbox_id: str) -> str:
         """How the sandbox's pauses are held: checkpoints wherever its backend can."""

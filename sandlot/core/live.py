@@ -13,7 +13,7 @@ import collections
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sandlot.core.host import Host
 from sandlot.core.keyed_locks import KeyedLocks
@@ -34,15 +34,16 @@ class Live:
     """Who commands run as when the caller does not say: the template's USER."""
 
 
+@dataclass(eq=False)
 class LiveSandboxes:
-    def __init__(self, records: Records, host: Host, logs: LogFollowers) -> None:
-        self.records = records
-        self.host = host
-        self.logs = logs
-        self._live: dict[str, Live] = {}  # what the hot path needs, without the store
-        self._locks = KeyedLocks()
-        self.last_activity: dict[str, float] = {}
-        self.holds: collections.Counter[str] = collections.Counter()
+    records: Records
+    host: Host
+    logs: LogFollowers
+    _live: dict[str, Live] = field(default_factory=dict, init=False)
+    """What the hot path needs, without the store."""
+    _locks: KeyedLocks = field(default_factory=KeyedLocks, init=False)
+    last_activity: dict[str, float] = field(default_factory=dict, init=False)
+    holds: collections.Counter[str] = field(default_factory=collections.Counter, init=False)
 
     def connected(self, sandbox_id: str) -> Live | None:
         """The sandbox's connection, if it is in service and not closed."""

@@ -77,11 +77,13 @@ class MetricsSampler:
             cpu = (usage.cpu_ns - before.usage.cpu_ns) / (elapsed * 1e9 * sbx.vcpus) * 100
             rx = (usage.net_rx_bytes - before.usage.net_rx_bytes) / elapsed
             tx = (usage.net_tx_bytes - before.usage.net_tx_bytes) / elapsed
-        limit = usage.memory_limit_bytes or 1
         return {
             "at": datetime.now(UTC).isoformat(),
             "cpuPercent": round(max(cpu, 0.0), 2),
-            "memPercent": round(usage.memory_bytes / limit * 100, 2),
+            # No limit read (cgroup "max", or unreadable): no share to give.
+            "memPercent": round(usage.memory_bytes / usage.memory_limit_bytes * 100, 2)
+            if usage.memory_limit_bytes
+            else 0.0,
             "memBytes": usage.memory_bytes,
             "memLimitBytes": usage.memory_limit_bytes,
             "diskBytes": usage.disk_bytes,

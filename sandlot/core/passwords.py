@@ -32,9 +32,9 @@ def verify_password(password: str, encoded: str) -> bool:
         if scheme != _SCHEME:
             return False
         derived = _derive(password, _unb64(salt), int(n), int(r), int(p))
-    except ValueError:
+        return hmac.compare_digest(derived, _unb64(expected))
+    except ValueError:  # binascii.Error included: a stored hash that is not one refuses
         return False
-    return hmac.compare_digest(derived, _unb64(expected))
 
 
 def _derive(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,14 +72,14 @@ class PatchView:
         )
 
 
+@dataclass(eq=False)
 class Patcher:
-    def __init__(self, store: SnapshotStore, host: Host, sandboxes: Sandboxes, work: Work) -> None:
-        self.store = store
-        self.db = store.db
-        self.host = host
-        self.sandboxes = sandboxes
-        self.work = work
-        self._locks = KeyedLocks()  # one per snapshot being patched
+    store: SnapshotStore
+    host: Host
+    sandboxes: Sandboxes
+    work: Work
+    _locks: KeyedLocks = field(default_factory=KeyedLocks, init=False)
+    """One per snapshot being patched."""
 
     async def patch(
         self,
@@ -98,7 +98,7 @@ class Patcher:
             exit_code, output, staged = await self._run(org_id, snap, root, script)
             ok = exit_code == 0
             patch_id = ids.new_patch_id()
-            with self.db.session() as s:
+            with self.store.db.session() as s:
                 row = s.get(SnapshotRow, snap.id)
                 if row is None:
                     raise SnapshotNotFoundError(f"snapshot {snap.id} was deleted meanwhile")
@@ -107,21 +107,20 @@ class Patcher:
                     await asyncio.to_thread(_promote, root, staged)
                     row.revision, row.has_memory = revision, False
                     row.size_bytes = self.host.bytes_used(root)
-                s.add(
-                    SnapshotPatchRow(
-                        id=patch_id,
-                        snapshot_id=snap.id,
-                        revision=revision,
-                        script=script,
-                        description=description,
-                        status="applied" if ok else "failed",
-                        exit_code=exit_code,
-                        output=output,
-                        created_at=datetime.now(UTC),
-                    )
+                patch = SnapshotPatchRow(
+                    id=patch_id,
+                    snapshot_id=snap.id,
+                    revision=revision,
+                    script=script,
+                    description=description,
+                    status="applied" if ok else "failed",
+                    exit_code=exit_code,
+                    output=output,
+                    created_at=datetime.now(UTC),
                 )
+                s.add(patch)
                 s.flush()
-                view = PatchView.of(s.get(SnapshotPatchRow, patch_id))  # type: ignore[arg-type]
+                view = PatchView.of(patch)
             shutil.rmtree(staged, ignore_errors=True)
         data = {"snapshotId": snap.id, "patchId": patch_id, "status": view.status}
         self.store.events.publish(Event("snapshot.patched", snap.sandbox_id, org_id, data))
@@ -129,7 +128,7 @@ class Patcher:
 
     def list_patches(self, org_id: str, ref: str, sandbox_id: str | None = None) -> list[PatchView]:
         snap = self.store.get_snapshot(org_id, ref, sandbox_id)
-        with self.db.session() as s:
+        with self.store.db.session() as s:
             return [PatchView.of(r) for r in snapshot_rows.patches(s, snap.id)]
 
     async def delete_patch(
@@ -139,7 +138,7 @@ class Patcher:
         state with the applied patches that remain."""
         snap = self.store.get_snapshot(org_id, ref, sandbox_id)
         async with self._locks.hold(snap.id):
-            with self.db.session() as s:
+            with self.store.db.session() as s:
                 patches = list(snapshot_rows.patches(s, snap.id))
                 target = next((p for p in patches if p.id == patch_id), None)
                 if target is None:
@@ -172,7 +171,7 @@ class Patcher:
             await asyncio.to_thread(_promote, root, staged)
             shutil.rmtree(staged, ignore_errors=True)
             revision += 1
-        with self.db.session() as s:
+        with self.store.db.session() as s:
             row = s.get(SnapshotRow, snapshot_id)
             if row is not None:
                 row.revision = revision
@@ -181,7 +180,7 @@ class Patcher:
 
     def _policy_of(self, snap: SnapshotView) -> NetworkPolicy:
         """The network policy of the sandbox the snapshot was taken of."""
-        with self.db.session() as s:
+        with self.store.db.session() as s:
             row = sandbox_rows.get(s, snap.sandbox_id)
             return _stored_policy(row.network if row is not None else None)
 

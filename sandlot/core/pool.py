@@ -21,7 +21,7 @@ from pathlib import Path
 from sandlot.core.host import Host
 from sandlot.core.session import SandboxSession
 from sandlot.domain import ids
-from sandlot.domain.host_values import SandboxSpec
+from sandlot.domain.host_values import BackendError, SandboxSpec
 from sandlot.domain.resources import DEFAULT_DISK_MB, DEFAULT_MEMORY_MB, DEFAULT_VCPUS, Resources
 from sandlot.templates.store import Template, TemplateStore
 
@@ -126,8 +126,13 @@ class WarmPool:
             ready.append(WarmSandbox(spec.sandbox_id, template.digest, session))
 
     async def _discard(self, warm: WarmSandbox) -> None:
+        """Destroy a warm sandbox; one the host fails to destroy is logged and left for
+        the next start's reconciliation, never raised into a hand-over or a shutdown."""
         await warm.session.close()
-        await self.host.destroy(warm.sandbox_id)
+        try:
+            await self.host.destroy(warm.sandbox_id)
+        except (BackendError, OSError) as exc:
+            log.warning("warm sandbox %s not destroyed: %s", warm.sandbox_id, exc)
 
     async def close(self) -> None:
         """Stop filling and destroy every warm sandbox."""

@@ -4,16 +4,18 @@ request, and wakes only when that says it must)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sandlot.core.records import Records
 from sandlot.core.sandbox_network import SandboxNetwork
 from sandlot.core.work import Work
 
 
+@dataclass(eq=False)
 class PreviewRoutes:
-    def __init__(self, records: Records, network: SandboxNetwork, work: Work) -> None:
-        self.records = records
-        self.network = network
-        self.work = work
+    records: Records
+    network: SandboxNetwork
+    work: Work
 
     async def target(self, sandbox_id: str, port: int, token: str | None) -> str:
         """The address a preview request for `port` goes to, once `token` is checked;

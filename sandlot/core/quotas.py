@@ -45,8 +45,9 @@ class SnapshotQuota:
 
 
 def check_snapshot_quota(quota: SnapshotQuota, count: int, stored_bytes: int) -> None:
-    """Raise if the organisation already holds as many snapshots, or as much snapshot
-    storage, as its quota allows."""
+    """Raise if one more snapshot would pass the organisation's count, or if the storage
+    its snapshots hold (in whole MiB) is past its quota already: a snapshot's size is
+    known only once taken, so storage is checked before, against what is held."""
     over = [
         ("snapshots", count + 1, quota.max_snapshots),
         ("snapshotStorageMb", stored_bytes // 2**20, quota.max_storage_mb),

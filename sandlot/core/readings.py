@@ -4,6 +4,7 @@ status, an organisation's usage over a window, and one sandbox's cgroup figures.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,18 +13,18 @@ from sandlot.core.metrics import MetricsSampler, Sampled
 from sandlot.core.records import Records
 from sandlot.core.usage import UsageRecord, usage_in_window
 from sandlot.domain.states import SandboxStatus, require_running
+from sandlot.errors import SandboxUnavailableError
 from sandlot.store import sandboxes as sandbox_rows
 
 
+@dataclass(eq=False)
 class Readings:
-    def __init__(self, records: Records, host: Host, sampler: MetricsSampler) -> None:
-        self.records = records
-        self.db = records.db
-        self.host = host
-        self.sampler = sampler
+    records: Records
+    host: Host
+    sampler: MetricsSampler
 
     def sample_metrics(self) -> None:
-        with self.db.session() as s:
+        with self.records.db.session() as s:
             running = [
                 Sampled(r.id, r.org_id, r.vcpus)
                 for r in sandbox_rows.live(s)
@@ -38,15 +39,20 @@ class Readings:
         latest = self.sampler.latest.get(sandbox_id)
         if latest is None:
             self.sampler.sample([Sampled(sandbox_id, org_id, view.resources.vcpus)], complete=False)
-            latest = self.sampler.latest[sandbox_id]
+            latest = self.sampler.latest.get(sandbox_id)
+        if latest is None:  # its cgroup could not be read: going, or gone
+            raise SandboxUnavailableError(
+                f"sandbox {sandbox_id}'s figures cannot be read now; try again",
+                details={"sandboxId": sandbox_id},
+            )
         return latest
 
     def count_by_status(self) -> dict[str, int]:
-        with self.db.session() as s:
+        with self.records.db.session() as s:
             return sandbox_rows.count_by_status(s)
 
     def usage_report(self, org_id: str, start: datetime, end: datetime) -> list[UsageRecord]:
-        with self.db.session() as s:
+        with self.records.db.session() as s:
             rows = sandbox_rows.overlapping(s, org_id, start, end)
             spans = [(r.id, r.vcpus, r.memory_mb, r.started_at, r.ended_at) for r in rows]
         return usage_in_window(spans, start, end)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from sandlot.core.host import Host
 from sandlot.core.lifecycle import Lifecycle
@@ -22,23 +23,14 @@ from sandlot.errors import SandlotError
 log = logging.getLogger(__name__)
 
 
+@dataclass(eq=False, kw_only=True)
 class Reconciler:
-    def __init__(
-        self,
-        *,
-        records: Records,
-        status: StatusWriter,
-        host: Host,
-        live: LiveSandboxes,
-        network: SandboxNetwork,
-        lifecycle: Lifecycle,
-    ) -> None:
-        self.records = records
-        self.status = status
-        self.host = host
-        self.live = live
-        self.network = network
-        self.lifecycle = lifecycle
+    records: Records
+    status: StatusWriter
+    host: Host
+    live: LiveSandboxes
+    network: SandboxNetwork
+    lifecycle: Lifecycle
 
     async def run(self) -> None:
         """Make the store and the host agree after a restart or crash.

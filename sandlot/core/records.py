@@ -4,6 +4,7 @@ organisation owns into SANDBOX_NOT_FOUND, so no part can forget to."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sandlot.core.catalog import Catalog
@@ -15,10 +16,10 @@ from sandlot.store.database import Database
 from sandlot.templates.store import Template
 
 
+@dataclass(eq=False)
 class Records:
-    def __init__(self, db: Database, catalog: Catalog) -> None:
-        self.db = db
-        self.catalog = catalog
+    db: Database
+    catalog: Catalog
 
     def get(self, org_id: str | None, sandbox_id: str) -> SandboxView:
         """The sandbox as stored; `org_id` None is the server itself (any owner)."""

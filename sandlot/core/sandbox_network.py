@@ -6,6 +6,7 @@ store, and releasing all it holds on the host when it ends.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from sandlot.core.denied_names import DeniedNames
@@ -21,23 +22,18 @@ from sandlot.errors import InvalidConfigError, SandboxNotFoundError
 from sandlot.store import sandboxes as sandbox_rows
 
 
+@dataclass(eq=False)
 class SandboxNetwork:
-    def __init__(
-        self,
-        records: Records,
-        host: Host,
-        events: EventBus,
-        live: LiveSandboxes,
-        previews: Previews | None,
-    ) -> None:
-        self.records = records
-        self.host = host
-        self.events = events
-        self.live = live
-        self.previews = previews
-        self._denied: dict[str, DeniedNames] = {}
-        """Per sandbox, the names a `network.denied` event went out for, and until when."""
-        host.on_denied = self._denied_name
+    records: Records
+    host: Host
+    events: EventBus
+    live: LiveSandboxes
+    previews: Previews | None
+    _denied: dict[str, DeniedNames] = field(default_factory=dict, init=False)
+    """Per sandbox, the names a `network.denied` event went out for, and until when."""
+
+    def __post_init__(self) -> None:
+        self.host.on_denied = self._denied_name
 
     async def update(self, org_id: str, sandbox_id: str, changes: dict[str, Any]) -> SandboxView:
         """Merge `changes` (the API's camelCase form) into the sandbox's policy and apply

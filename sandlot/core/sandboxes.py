@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandlot.core.admission import Admission
@@ -41,29 +42,17 @@ so the caller gets the error, not a hang-up)."""
 READY_INTERVAL = 0.2
 
 
+@dataclass(eq=False, kw_only=True)
 class Sandboxes:
-    def __init__(
-        self,
-        *,
-        records: Records,
-        status: StatusWriter,
-        catalog: Catalog,
-        admission: Admission,
-        host: Host,
-        live: LiveSandboxes,
-        network: SandboxNetwork,
-        snapshots: SnapshotStore,
-        pool: WarmPool | None = None,
-    ) -> None:
-        self.records = records
-        self.status = status
-        self.catalog = catalog
-        self.admission = admission
-        self.host = host
-        self.live = live
-        self.network = network
-        self.snapshots = snapshots
-        self.pool = pool
+    records: Records
+    status: StatusWriter
+    catalog: Catalog
+    admission: Admission
+    host: Host
+    live: LiveSandboxes
+    network: SandboxNetwork
+    snapshots: SnapshotStore
+    pool: WarmPool | None = None
 
     async def create(
         self,

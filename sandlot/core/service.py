@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from sandlot.core.admission import Admission
+from sandlot.core.build_steps import BuildSteps
 from sandlot.core.builds import TemplateBuilds
 from sandlot.core.capacity import Capacity
 from sandlot.core.catalog import Catalog
@@ -35,6 +36,7 @@ from sandlot.core.supervision_pass import SupervisionPass
 from sandlot.core.transitions import StatusWriter
 from sandlot.core.work import Work
 from sandlot.store.database import Database
+from sandlot.templates.layers import LayerStore
 from sandlot.templates.store import TemplateStore
 
 
@@ -113,16 +115,19 @@ class SandboxService:
             lifecycle=self.lifecycle,
             work=self.work,
             sandboxes=self.sandboxes,
-            quota=snapshot_quota,
+            quota=snapshot_quota or SnapshotQuota(100, 100 * 1024),
         )
         self.patches = Patcher(self.snapshot_store, host, self.sandboxes, self.work)
-        self.builds = TemplateBuilds(
-            db=db,
+        steps = BuildSteps(
             catalog=self.catalog,
             templates=templates,
+            layers=LayerStore(templates.layers_root),
             host=host,
             sandboxes=self.sandboxes,
             work=self.work,
+        )
+        self.builds = TemplateBuilds(
+            db=db, catalog=self.catalog, templates=templates, host=host, steps=steps
         )
         self.readings = Readings(self.records, host, self.sampler)
         self.supervision = SupervisionPass(

@@ -21,6 +21,7 @@ from sandlot.domain.resources import Resources
 from sandlot.errors import InvalidConfigError, InvalidStateError, SnapshotNotFoundError
 from sandlot.store import sandboxes as sandbox_rows
 from sandlot.store import snapshots as snapshot_rows
+from sandlot.store.database import Database
 from sandlot.store.tables import SnapshotRow
 from sandlot.templates.store import Template
 
@@ -59,14 +60,19 @@ class SnapshotView:
         )
 
 
+@dataclass(eq=False)
 class SnapshotStore:
-    def __init__(self, records: Records, catalog: Catalog, events: EventBus, root: Path) -> None:
-        self.records = records
-        self.db = records.db
-        self.catalog = catalog
-        self.events = events
-        self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+    @property
+    def db(self) -> Database:
+        return self.records.db
+
+    records: Records
+    catalog: Catalog
+    events: EventBus
+    root: Path
+
+    def __post_init__(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
 
     def insert(
         self,

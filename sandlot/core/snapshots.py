@@ -7,6 +7,7 @@ copies the disk's changes while the sandbox runs on.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from sandlot.core.events import Event
@@ -29,29 +30,17 @@ from sandlot.errors import InvalidConfigError, SandboxUnavailableError
 from sandlot.store.tables import SnapshotRow
 
 
+@dataclass(eq=False, kw_only=True)
 class Snapshots:
-    def __init__(
-        self,
-        *,
-        store: SnapshotStore,
-        records: Records,
-        status: StatusWriter,
-        host: Host,
-        live: LiveSandboxes,
-        lifecycle: Lifecycle,
-        work: Work,
-        sandboxes: Sandboxes,
-        quota: SnapshotQuota | None = None,
-    ) -> None:
-        self.store = store
-        self.records = records
-        self.status = status
-        self.host = host
-        self.live = live
-        self.lifecycle = lifecycle
-        self.work = work
-        self.sandboxes = sandboxes
-        self.quota = quota or SnapshotQuota(100, 100 * 1024)
+    store: SnapshotStore
+    records: Records
+    status: StatusWriter
+    host: Host
+    live: LiveSandboxes
+    lifecycle: Lifecycle
+    work: Work
+    sandboxes: Sandboxes
+    quota: SnapshotQuota
 
     async def snapshot(
         self,

@@ -6,6 +6,7 @@ from what this gathers (the store's rows, this server's connections and samples)
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sandlot.core.host import Host
@@ -19,23 +20,14 @@ from sandlot.domain.host_values import RuntimeStatus
 from sandlot.domain.states import SandboxStatus
 
 
+@dataclass(eq=False, kw_only=True)
 class SupervisionPass:
-    def __init__(
-        self,
-        *,
-        records: Records,
-        host: Host,
-        live: LiveSandboxes,
-        sandboxes: Sandboxes,
-        lifecycle: Lifecycle,
-        sampler: MetricsSampler,
-    ) -> None:
-        self.records = records
-        self.host = host
-        self.live = live
-        self.sandboxes = sandboxes
-        self.lifecycle = lifecycle
-        self.sampler = sampler
+    records: Records
+    host: Host
+    live: LiveSandboxes
+    sandboxes: Sandboxes
+    lifecycle: Lifecycle
+    sampler: MetricsSampler
 
     async def run(self) -> None:
         """One tick: end expired sandboxes, notice ones that died on their own, pause

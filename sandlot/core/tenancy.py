@@ -4,6 +4,7 @@ first start ask of the store, as plain values, so no route touches a row or a se
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,6 +17,8 @@ from sandlot.store.database import Database
 from sandlot.store.tables import ApiKey, Org
 
 OPERATOR_ORG = key_rows.OPERATOR_ORG
+ORG_ID = re.compile(r"org-[0-9a-f]{12}")
+"""The form of the ids `store/keys.py` gives organisations."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,12 @@ class Tenancy:
         self.db = db
 
     def create_org(self, name: str) -> OrgView:
+        if ORG_ID.fullmatch(name):
+            raise InvalidConfigError(
+                f"an organisation's name cannot have the form of an organisation id "
+                f"({name!r}): commands that take either would be ambiguous",
+                details={"field": "name"},
+            )
         try:
             with self.db.session() as s:
                 return OrgView.of(key_rows.create_org(s, name))

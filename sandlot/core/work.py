@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass
 
 from sandlot.agent.protocol import EntryInfo, ProcessInfo
 from sandlot.core.events import Event, EventBus
@@ -24,25 +25,15 @@ FIRST_ATTACH_GRACE = 5.0
 into the scrollback ring: a client that starts and then attaches loses nothing."""
 
 
+@dataclass(eq=False, kw_only=True)
 class Work:
-    def __init__(
-        self,
-        *,
-        records: Records,
-        live: LiveSandboxes,
-        lifecycle: Lifecycle,
-        host: Host,
-        events: EventBus,
-        exec_timeout: float = 60.0,
-        exec_output_limit: int = 64 * 1024 * 1024,
-    ) -> None:
-        self.records = records
-        self.live = live
-        self.lifecycle = lifecycle
-        self.host = host
-        self.events = events
-        self._exec_timeout = exec_timeout
-        self._exec_output_limit = exec_output_limit
+    records: Records
+    live: LiveSandboxes
+    lifecycle: Lifecycle
+    host: Host
+    events: EventBus
+    exec_timeout: float = 60.0
+    exec_output_limit: int = 64 * 1024 * 1024
 
     async def session(self, org_id: str, sandbox_id: str) -> SandboxSession:
         """The live agent connection of a running sandbox of `org_id`; counts as activity."""
@@ -76,14 +67,14 @@ class Work:
             command,
             cwd=cwd,
             env={**live.env, **(env or {})},
-            timeout=timeout or self._exec_timeout,
-            max_output=self._exec_output_limit,
+            timeout=timeout or self.exec_timeout,
+            max_output=self.exec_output_limit,
             user=user or live.user,
         )
         self.record_completion(org_id, sandbox_id, command, result)
         if result.timed_out:
             raise CommandTimeoutError(
-                f"command did not finish within {timeout or self._exec_timeout} s and was killed",
+                f"command did not finish within {timeout or self.exec_timeout} s and was killed",
                 details={
                     "stdout": result.stdout.decode(errors="replace"),
                     "stderr": result.stderr.decode(errors="replace"),

@@ -67,8 +67,8 @@ def list_orgs(session: Session) -> Sequence[Org]:
 
 
 def get_org(session: Session, org_ref: str) -> Org | None:
-    """An organisation by id or by name."""
-    return session.scalars(select(Org).where((Org.id == org_ref) | (Org.name == org_ref))).first()
+    """An organisation by id, else by name: an id is never shadowed by a name."""
+    return session.get(Org, org_ref) or get_org_by_name(session, org_ref)
 
 
 def list_keys(session: Session, org_id: str | None = None) -> Sequence[ApiKey]:

@@ -150,6 +150,9 @@ def digest(context: BuildContext, sources: list[Source]) -> str:
             if stat.S_ISLNK(st.st_mode):
                 h.update(context.readlink(source).encode())
             elif stat.S_ISREG(st.st_mode):
+                # Its length first: without it, one file's bytes could pass for the
+                # next one's header, and two different contexts hash alike.
+                h.update(f"{st.st_size}\0".encode())
                 while chunk := os.read(fd, 1 << 20):
                     h.update(chunk)
         finally:
