@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     org_max_snapshot_storage_mb: int = Field(
         default=100 * 1024, ge=1, description="MiB of snapshot storage per org."
     )
+    org_max_volume_mb: int = Field(
+        default=200 * 1024, ge=1, description="MiB of workspace volumes per org, summed sizes."
+    )
     event_storage_sandbox_mb: int = Field(
         default=64, ge=1, description="MiB of stored events (logs included) kept per sandbox."
     )

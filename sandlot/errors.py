@@ -18,6 +18,7 @@ mean one thing on the wire and another in Python.
     │   ├── BuildNotFoundError        BUILD_NOT_FOUND      404
     │   ├── KeyNotFoundError          KEY_NOT_FOUND        404
     │   ├── SshKeyNotFoundError       SSH_KEY_NOT_FOUND    404
+    │   ├── VolumeNotFoundError       VOLUME_NOT_FOUND     404
     │   └── PortNotExposedError       PORT_NOT_EXPOSED     404
     ├── FileExistsInSandboxError      FILE_EXISTS          409
     ├── FileOperationError            FILE_OPERATION_FAILED 400
@@ -120,6 +121,10 @@ class KeyNotFoundError(NotFoundError):
 
 class SshKeyNotFoundError(NotFoundError):
     code = "SSH_KEY_NOT_FOUND"
+
+
+class VolumeNotFoundError(NotFoundError):
+    code = "VOLUME_NOT_FOUND"
 
 
 class PortNotExposedError(NotFoundError):

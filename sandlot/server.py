@@ -27,12 +27,14 @@ from sandlot.edge.proxy import PreviewRoutes
 from sandlot.edge.ssh import SshGateway
 from sandlot.errors import InvalidConfigError, TemplateNotFoundError
 from sandlot.host.local import LocalHost
+from sandlot.host.volumes import LocalVolumes
 from sandlot.network.manager import NetworkConfig, NetworkManager
 from sandlot.runtime.base import Runtime
 from sandlot.runtime.catalog import describe_runtimes
 from sandlot.runtime.multi import MultiRuntime
 from sandlot.runtime.oci import OciRuntime, run_root_for
 from sandlot.runtime.runsc import RunscRuntime, runsc_version
+from sandlot.runtime.volumes import VolumeDisks
 from sandlot.store.database import Database, migrate
 from sandlot.templates.builder import build_template
 from sandlot.templates.recipe import RECIPES
@@ -100,6 +102,18 @@ class Server:
     """What uvicorn speaks on each connection (`http=`): the API, or a preview relayed."""
 
 
+def local_host(settings: Settings, runtime: Runtime, network: NetworkManager | None) -> LocalHost:
+    """This machine as core's host: the runtime, the network and the volumes' disks."""
+    run_root = run_root_for(settings.data_dir)
+    disks = VolumeDisks(
+        settings.data_dir / "volumes",
+        run_root.with_name(f"{run_root.name}.volumes"),
+        runtime.uid_offset,
+    )
+    volumes = LocalVolumes(disks)
+    return LocalHost(runtime, network, volumes, settings.agent_connect_timeout)
+
+
 def build_server(settings: Settings) -> Server:
     db = open_database(settings)
     runtime = make_runtime(settings)
@@ -112,7 +126,7 @@ def build_server(settings: Settings) -> Server:
             org_bytes=settings.event_storage_org_mb << 20,
         ),
     )
-    host = LocalHost(runtime, network, settings.agent_connect_timeout)
+    host = local_host(settings, runtime, network)
     pool = WarmPool(
         host=host,
         templates=templates,
@@ -139,6 +153,7 @@ def build_server(settings: Settings) -> Server:
         snapshot_quota=SnapshotQuota(
             settings.org_max_snapshots, settings.org_max_snapshot_storage_mb
         ),
+        volume_quota_mb=settings.org_max_volume_mb,
         previews=Previews(
             db,
             events,

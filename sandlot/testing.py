@@ -100,10 +100,19 @@ class ServerProcess:
     def destroy_all(self) -> None:
         """Leave the host clean even if a caller forgot a sandbox."""
         headers = {"X-API-Key": self.api_key}
-        page = httpx.get(f"{self.url}/v1/sandboxes?limit=1000", headers=headers).json()
+        page = httpx.get(f"{self.url}/v1/sandboxes?limit=1000", headers=headers, timeout=30).json()
         for sbx in page.get("data", []):
             if sbx["status"] != "terminated":
                 httpx.delete(f"{self.url}/v1/sandboxes/{sbx['id']}", headers=headers, timeout=60)
+        # Volumes too: each is a loop mount on the host until deleted.
+        volumes = httpx.get(f"{self.url}/v1/volumes", headers=headers, timeout=30).json()
+        for volume in volumes.get("data", []):
+            httpx.delete(
+                f"{self.url}/v1/volumes/{volume['name']}",
+                params={"force": True},
+                headers=headers,
+                timeout=60,
+            )
 
     def ssh_known_hosts(self) -> str:
         """A known_hosts line pinning the SSH gateway's host key (made on first start)."""

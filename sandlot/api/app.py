@@ -27,6 +27,7 @@ from sandlot.api.routes import (
     sandboxes,
     ssh,
     templates,
+    volumes,
 )
 from sandlot.api.routes.ssh import SshEndpoint
 from sandlot.core.service import SandboxService
@@ -105,6 +106,7 @@ def create_app(
         network,
         runtimes,
         templates,
+        volumes,
     )
     for module in routers:
         app.include_router(module.router, responses=ERROR_RESPONSES)

@@ -21,6 +21,7 @@ from sandlot.domain import resources as limits
 from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.domain.resources import Resources
 from sandlot.domain.states import SandboxStatus
+from sandlot.domain.volumes import MAX_MOUNTS, VolumeMount
 
 T = TypeVar("T")
 
@@ -173,6 +174,27 @@ class PortOut(Model):
     created_at: datetime | None = None
 
 
+class MountIn(Model):
+    workspace_id: str = Field(
+        min_length=1, max_length=63, description="A volume of the caller's organisation."
+    )
+    path: str = Field(min_length=1, max_length=1024, description="Absolute, e.g. /workspace.")
+    read_only: bool = False
+
+    def to_mount(self) -> VolumeMount:
+        return VolumeMount(self.workspace_id, self.path, self.read_only)
+
+
+class MountOut(Model):
+    workspace_id: str
+    path: str
+    read_only: bool
+
+    @classmethod
+    def of(cls, mount: VolumeMount) -> MountOut:
+        return cls(workspace_id=mount.volume, path=mount.path, read_only=mount.read_only)
+
+
 class CreateSandboxIn(Model):
     template: str = Field(
         default="base", min_length=1, max_length=128, pattern=r"^[a-z0-9][a-z0-9._-]*$"
@@ -180,9 +202,11 @@ class CreateSandboxIn(Model):
     resources: ResourcesIn = Field(default_factory=ResourcesIn)
     env: dict[str, str] = Field(default_factory=dict)
     metadata: dict[str, str] = Field(default_factory=dict)
-    mounts: list[dict[str, Any]] = Field(
+    mounts: list[MountIn] = Field(
         default_factory=list,
-        description="Workspace volume mounts (not yet supported: must be empty).",
+        max_length=MAX_MOUNTS,
+        description="Workspace volumes to mount; the first mount of an unknown name makes "
+        "it, at the default size.",
     )
     idle_timeout: int = Field(default=600, ge=0, le=7 * 24 * 3600)
     timeout: int | None = Field(
@@ -224,13 +248,6 @@ class CreateSandboxIn(Model):
             )
         return metadata
 
-    @field_validator("mounts")
-    @classmethod
-    def _no_mounts_yet(cls, mounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if mounts:
-            raise ValueError("volume mounts are not supported by this server yet")
-        return mounts
-
     def to_request(self) -> CreateSandbox:
         return CreateSandbox(
             template=self.template,
@@ -242,6 +259,7 @@ class CreateSandboxIn(Model):
             password=self.password,
             network=(self.network or NetworkIn()).to_policy(),
             runtime=self.runtime,
+            mounts=tuple(m.to_mount() for m in self.mounts),
         )
 
 
@@ -310,10 +328,16 @@ class SandboxOut(Model):
     runtime: str | None = Field(
         default=None, description='The backend it runs on ("oci", "runsc").'
     )
+    mounts: list[MountOut] | None = Field(
+        default=None, description="Its volumes (in a sandbox's own answers, not in lists)."
+    )
 
     @classmethod
-    def of(cls, view: SandboxView) -> SandboxOut:
-        return cls.model_validate(view, from_attributes=True)
+    def of(cls, view: SandboxView, mounts: list[VolumeMount] | None = None) -> SandboxOut:
+        out = cls.model_validate(view, from_attributes=True)
+        if mounts is not None:
+            out.mounts = [MountOut.of(m) for m in mounts]
+        return out
 
 
 class Pagination(Model):

@@ -27,6 +27,7 @@ from sandlot.cli.sandbox import sandbox_app
 from sandlot.cli.ssh import sandbox_ssh
 from sandlot.cli.ssh_keys import ssh_keys_app
 from sandlot.cli.template import template_app
+from sandlot.cli.volume import volume_app
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -64,6 +65,7 @@ app.command("events")(events)
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(ssh_keys_app, name="ssh-key")
+app.add_typer(volume_app, name="volume")
 sandbox_app.command("ssh")(sandbox_ssh)
 sandbox_app.command("expose")(expose)
 sandbox_app.command("ports")(ports)

@@ -151,6 +151,10 @@ def create(
             show_default="the server's",
         ),
     ] = None,
+    mount: Annotated[
+        list[str] | None,
+        typer.Option(help="VOLUME:PATH[:ro], repeatable; an unknown volume is made."),
+    ] = None,
     json_output: Json = False,
     api_url: ApiUrl = None,
     api_key: ApiKey = None,
@@ -169,11 +173,21 @@ def create(
             password=password,
             network=network_request(egress_default, egress_allow, egress_deny),
             runtime=runtime,
+            mounts=[parse_mount(m) for m in mount or []],
         )
     if json_output:
         print_json(sbx.info.to_api())
     else:
         typer.echo(sbx.id)
+
+
+def parse_mount(text: str) -> dict[str, object]:
+    """`my-code:/workspace` or `datasets:/data:ro`."""
+    volume, _, rest = text.partition(":")
+    path, _, flag = rest.partition(":")
+    if not volume or not path.startswith("/") or flag not in ("", "ro", "rw"):
+        raise typer.BadParameter(f"{text!r}: write a mount as VOLUME:PATH or VOLUME:PATH:ro")
+    return {"workspace_id": volume, "path": path, "read_only": flag == "ro"}
 
 
 @sandbox_app.command("list")

@@ -14,10 +14,11 @@ the agent connection a start or connect returns.
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from pathlib import Path
 from typing import Protocol
 
+from sandlot.agent.protocol import EntryInfo
 from sandlot.core.session import SandboxSession
 from sandlot.domain.host_values import (
     Capabilities,
@@ -30,6 +31,35 @@ from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.domain.resources import Resources
 
 
+class VolumeHost(Protocol):
+    """Workspace volumes on the host: made, mounted where sandboxes can bind them,
+    removed, read and written without a sandbox. Paths are the volume's own."""
+
+    async def create(self, volume_id: str, size_mb: int) -> None: ...
+
+    async def remove(self, volume_id: str) -> None: ...
+
+    async def ensure_mounted(self, volume_id: str) -> None: ...
+
+    def on_host(self) -> set[str]: ...
+
+    def usage(self, volume_id: str) -> tuple[int, int]:
+        """(bytes used, bytes in all)."""
+        ...
+
+    async def read(self, volume_id: str, path: str) -> AsyncIterator[bytes]:
+        """The file's chunks; a missing file raises here, before any chunk."""
+        ...
+
+    async def write(
+        self, volume_id: str, path: str, chunks: AsyncIterable[bytes], mode: int
+    ) -> EntryInfo: ...
+
+    async def list(self, volume_id: str, path: str) -> builtins.list[EntryInfo]: ...
+
+    async def delete(self, volume_id: str, path: str, recursive: bool) -> None: ...
+
+
 class Host(Protocol):
     name: str
     """The default backend: what a sandbox runs on unless it asks for another."""
@@ -37,6 +67,9 @@ class Host(Protocol):
     """Host uid that container root maps to; templates are stored shifted by it."""
     on_denied: Callable[[str, str], None]
     """Called with a sandbox id and a name its policy kept it from resolving."""
+
+    @property
+    def volumes(self) -> VolumeHost: ...
 
     @property
     def backends(self) -> tuple[str, ...]:

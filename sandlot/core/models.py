@@ -9,6 +9,7 @@ from typing import Any
 from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.domain.resources import Resources
 from sandlot.domain.states import SandboxStatus
+from sandlot.domain.volumes import VolumeMount
 from sandlot.store.tables import SandboxRow
 
 
@@ -27,6 +28,8 @@ class CreateSandbox:
     """Start from this snapshot (a branch) instead of the template's clean root."""
     runtime: str | None = None
     """The backend to run on; None: the snapshot's, else the server's default."""
+    mounts: tuple[VolumeMount, ...] = ()
+    """Volumes of the organisation to mount, by name; an unknown name is made."""
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from sandlot.core.sandbox_network import SandboxNetwork
 from sandlot.core.session import SandboxSession
 from sandlot.core.snapshot_store import SnapshotStore
 from sandlot.core.transitions import StatusWriter
+from sandlot.core.volumes import Volumes
 from sandlot.domain import ids
 from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.domain.states import SandboxStatus
@@ -52,6 +53,7 @@ class Sandboxes:
     live: LiveSandboxes
     network: SandboxNetwork
     snapshots: SnapshotStore
+    volumes: Volumes
     pool: WarmPool | None = None
 
     async def create(
@@ -79,6 +81,7 @@ class Sandboxes:
             if (
                 self.pool is not None
                 and from_template is None
+                and not request.mounts  # a running sandbox cannot be given mounts
                 and request.runtime in (None, self.host.name)
             ):
                 warm = self.pool.take(template, request.resources)
@@ -90,6 +93,7 @@ class Sandboxes:
                 request, network=dataclasses.replace(request.network, preview_ports=ports)
             )
         sandbox_id = warm.sandbox_id if warm is not None else ids.new_sandbox_id()
+        mounts = await self.volumes.bind(org_id, list(request.mounts))
         try:
             cpus = await self.admission.admit(org_id, sandbox_id, template, request)
         except BaseException:
@@ -104,8 +108,9 @@ class Sandboxes:
                     await self.host.apply_policy(sandbox_id, request.network)
                 session = warm.session
             else:
+                self.volumes.record(sandbox_id, mounts)
                 spec = template_spec(template, sandbox_id, request.resources, cpus)
-                spec = dataclasses.replace(spec, runtime=request.runtime)
+                spec = dataclasses.replace(spec, runtime=request.runtime, mounts=mounts)
                 session = await self.host.start(spec, request.network, snapshot=snapshot)
             self.network.record_address(sandbox_id)
         except BaseException as exc:

@@ -34,6 +34,7 @@ from sandlot.core.snapshot_store import SnapshotStore
 from sandlot.core.snapshots import Snapshots
 from sandlot.core.supervision_pass import SupervisionPass
 from sandlot.core.transitions import StatusWriter
+from sandlot.core.volumes import Volumes
 from sandlot.core.work import Work
 from sandlot.store.database import Database
 from sandlot.templates.layers import LayerStore
@@ -59,6 +60,7 @@ class SandboxService:
         auto_resume: bool = True,
         snapshot_quota: SnapshotQuota | None = None,
         previews: Previews | None = None,
+        volume_quota_mb: int = 200 * 1024,
     ) -> None:
         self.db = db
         self.events = events
@@ -77,6 +79,7 @@ class SandboxService:
             events,
             snapshots_root or Path(tempfile.gettempdir()) / "sandlot-snapshots",
         )
+        self.volumes = Volumes(db, host, events, volume_quota_mb)
         self.sandboxes = Sandboxes(
             records=self.records,
             status=self.status,
@@ -86,6 +89,7 @@ class SandboxService:
             live=self.live,
             network=self.network,
             snapshots=self.snapshot_store,
+            volumes=self.volumes,
             pool=pool,
         )
         self.lifecycle = Lifecycle(
@@ -115,6 +119,7 @@ class SandboxService:
             lifecycle=self.lifecycle,
             work=self.work,
             sandboxes=self.sandboxes,
+            volumes=self.volumes,
             quota=snapshot_quota or SnapshotQuota(100, 100 * 1024),
         )
         self.patches = Patcher(self.snapshot_store, host, self.sandboxes, self.work)
@@ -151,6 +156,7 @@ class SandboxService:
         """Settle what a previous run left, then begin warming sandboxes."""
         await self.host.start_up()
         self.snapshot_store.drop_unfinished()
+        await self.volumes.settle()
         await self._reconciler.run()
         await self.builds.settle()
         if self.pool is not None:

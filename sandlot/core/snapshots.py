@@ -6,6 +6,7 @@ copies the disk's changes while the sandbox runs on.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from sandlot.core.records import Records
 from sandlot.core.sandboxes import Sandboxes
 from sandlot.core.snapshot_store import SnapshotStore, SnapshotView
 from sandlot.core.transitions import StatusWriter
+from sandlot.core.volumes import Volumes
 from sandlot.core.work import Work
 from sandlot.domain import ids
 from sandlot.domain.host_values import BackendError
@@ -40,6 +42,7 @@ class Snapshots:
     lifecycle: Lifecycle
     work: Work
     sandboxes: Sandboxes
+    volumes: Volumes
     quota: SnapshotQuota
 
     async def snapshot(
@@ -124,7 +127,9 @@ class Snapshots:
         """Replace the sandbox's disk and processes with a snapshot's, keeping its id,
         resources and network."""
         template, cpus = self.records.stack(view.id)
-        await self.host.restart(template_spec(template, view.id, view.resources, cpus), snapshot)
+        spec = template_spec(template, view.id, view.resources, cpus)
+        mounts = self.volumes.mounts_of(view.id)
+        await self.host.restart(dataclasses.replace(spec, mounts=mounts), snapshot)
         await self.live.connect(view)
 
     async def branch(
@@ -153,5 +158,8 @@ class Snapshots:
             idle_timeout=idle_timeout,
             timeout=timeout,
             snapshot_id=snap.id,
+            # The same volumes as the sandbox it was taken of: their contents are the
+            # volumes' own, now, not part of the snapshot.
+            mounts=tuple(self.volumes.named_mounts(snap.sandbox_id)),
         )
         return await self.sandboxes.create(org_id, request)

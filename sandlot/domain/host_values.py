@@ -24,6 +24,17 @@ class RuntimeStatus(enum.Enum):
 
 
 @dataclass(frozen=True)
+class MountSpec:
+    """A volume bound into a sandbox: which, where, and whether read-only. The host
+    knows where the volume lives; `source` is filled in by it, never by core."""
+
+    volume_id: str
+    path: str
+    read_only: bool = False
+    source: str | None = None
+
+
+@dataclass(frozen=True)
 class SandboxSpec:
     """A template's root filesystem plus everything that differs per sandbox."""
 
@@ -38,6 +49,7 @@ class SandboxSpec:
     """The resolver written to /etc/resolv.conf; None keeps the template's."""
     runtime: str | None = None
     """The backend to run it on; None: a snapshot's own, else the server's default."""
+    mounts: tuple[MountSpec, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,10 @@ def new_build_id() -> str:
     return "bld-" + _random_part()
 
 
+def new_volume_id() -> str:
+    return "vol-" + _random_part()
+
+
 def new_patch_id() -> str:
     return "patch-" + _random_part()
 

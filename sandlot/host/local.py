@@ -22,6 +22,7 @@ from sandlot.domain.host_values import (
 )
 from sandlot.domain.network_policy import NetworkPolicy
 from sandlot.domain.resources import Resources
+from sandlot.host.volumes import LocalVolumes
 from sandlot.network.manager import NetworkManager
 from sandlot.runtime.agent_client import AgentClient
 from sandlot.runtime.base import Runtime
@@ -30,10 +31,15 @@ from sandlot.runtime.disks import bytes_used
 
 class LocalHost:
     def __init__(
-        self, runtime: Runtime, network: NetworkManager | None, connect_timeout: float = 10.0
+        self,
+        runtime: Runtime,
+        network: NetworkManager | None,
+        volumes: LocalVolumes,
+        connect_timeout: float = 10.0,
     ) -> None:
         self.runtime = runtime
         self.network = network
+        self.volumes = volumes
         self.connect_timeout = connect_timeout
         self.name = runtime.name
         self.uid_offset = runtime.uid_offset
@@ -63,6 +69,7 @@ class LocalHost:
         if self.network is not None:
             await self.network.close()
         await self.runtime.close()
+        self.volumes.close()
 
     async def start(
         self,
@@ -71,6 +78,7 @@ class LocalHost:
         *,
         snapshot: Path | None = None,
     ) -> AgentClient:
+        spec = dataclasses.replace(spec, mounts=self.volumes.bound(spec.mounts))
         try:
             if self.network is not None:
                 made = await self.network.prepare(spec.sandbox_id, policy or NetworkPolicy())
@@ -83,6 +91,7 @@ class LocalHost:
             raise
 
     async def restart(self, spec: SandboxSpec, snapshot: Path) -> None:
+        spec = dataclasses.replace(spec, mounts=self.volumes.bound(spec.mounts))
         await self.runtime.destroy(spec.sandbox_id)
         if self.network is not None:  # the sandbox keeps its address and rules
             await self.network.unplug(spec.sandbox_id)

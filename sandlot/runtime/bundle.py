@@ -197,6 +197,15 @@ def oci_config(
                 "source": str(run_dir),
                 "options": ["rbind", "rw", "nosuid", "nodev", "noexec"],
             },
+            *(
+                {
+                    "destination": m.path,
+                    "type": "bind",
+                    "source": m.source,
+                    "options": ["rbind", "ro" if m.read_only else "rw", "nosuid", "nodev"],
+                }
+                for m in spec.mounts
+            ),
         ],
         "linux": {
             "uidMappings": [{"containerID": 0, "hostID": USERNS_HOST_BASE, "size": USERNS_SIZE}],

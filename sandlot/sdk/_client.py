@@ -21,6 +21,7 @@ from sandlot.sdk._models import RuntimeInfo, ServerHealth, Usage
 from sandlot.sdk._sandbox import AsyncSandboxes, Sandboxes
 from sandlot.sdk._ssh import AsyncSshKeys, SshKeys
 from sandlot.sdk._templates import AsyncTemplates, Templates
+from sandlot.sdk._volumes import AsyncVolumes, Volumes
 
 _HEALTH = Call("GET", "/health", parse=ServerHealth.model_validate)
 _RUNTIMES = Call(
@@ -69,6 +70,7 @@ class Sandlot:
         self.sandboxes = Sandboxes(self._transport)
         self.ssh_keys = SshKeys(self._transport)
         self.templates = Templates(self._transport)
+        self.volumes = Volumes(self._transport)
         self._listener = Listener(self._transport, None)
 
     @property
@@ -147,6 +149,7 @@ class AsyncSandlot:
         self.sandboxes = AsyncSandboxes(self._transport)
         self.ssh_keys = AsyncSshKeys(self._transport)
         self.templates = AsyncTemplates(self._transport)
+        self.volumes = AsyncVolumes(self._transport)
         self._listener = AsyncListener(self._transport, None)
 
     @property

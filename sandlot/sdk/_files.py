@@ -35,11 +35,11 @@ def _replacements(data: Any) -> int:
 
 class _FilesBase(Generic[TransportT]):
     def __init__(self, sandbox_id: str, transport: TransportT) -> None:
-        self._sandbox_id = sandbox_id
+        self._base = sandbox_path(sandbox_id, "/files")
         self._transport: TransportT = transport
 
     def _path(self, suffix: str = "") -> str:
-        return sandbox_path(self._sandbox_id, "/files" + suffix)
+        return self._base + suffix
 
     def _read_call(self, path: str) -> Call[None]:
         return Call("GET", self._path(), parse=ignore_body, params={"path": path})

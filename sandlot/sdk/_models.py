@@ -70,6 +70,26 @@ class SandboxInfo(_Model):
     """The snapshot this sandbox was branched from."""
     runtime: str | None = None
     """The backend it runs on ("oci", "runsc")."""
+    mounts: list[MountInfo] | None = None
+    """Its volumes (in a sandbox's own answers, not in lists)."""
+
+
+class MountInfo(_Model):
+    """A volume mounted into a sandbox."""
+
+    workspace_id: str
+    path: str
+    read_only: bool = False
+
+
+class VolumeInfo(_Model):
+    """A workspace volume of the organisation: its size, what it holds, who mounts it."""
+
+    name: str
+    size_mb: int
+    used_bytes: int
+    mounted_by: list[str] = []
+    created_at: datetime
 
 
 class CommandResult(_Model):

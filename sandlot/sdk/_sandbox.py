@@ -12,7 +12,7 @@ import asyncio
 import builtins
 import contextlib
 import time
-from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, overload
 
@@ -82,6 +82,7 @@ def _create_call(
     password: str | None = None,
     network: Mapping[str, object] | None = None,
     runtime: str | None = None,
+    mounts: Sequence[Mapping[str, object]] | None = None,
 ) -> Call[SandboxInfo]:
     body: dict[str, object] = {
         "template": template,
@@ -97,7 +98,16 @@ def _create_call(
         body["network"] = dict(network)
     if runtime is not None:
         body["runtime"] = runtime
+    if mounts:
+        body["mounts"] = [_mount_to_api(m) for m in mounts]
     return Call("POST", "/v1/sandboxes", parse=SandboxInfo.model_validate, json=body)
+
+
+def _mount_to_api(mount: Mapping[str, object]) -> dict[str, object]:
+    """A mount as the API takes it; snake_case keys (`workspace_id`, `read_only`) or the
+    API's own camelCase."""
+    keys = {"workspace_id": "workspaceId", "read_only": "readOnly"}
+    return {keys.get(k, k): v for k, v in mount.items()}
 
 
 def _get_call(sandbox_id: str) -> Call[SandboxInfo]:
@@ -230,6 +240,7 @@ class Sandbox(_SandboxBase[SyncTransport]):
         password: str | None = None,
         network: Mapping[str, object] | None = None,
         runtime: str | None = None,
+        mounts: Sequence[Mapping[str, object]] | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         client: Sandlot | None = None,
@@ -242,11 +253,23 @@ class Sandbox(_SandboxBase[SyncTransport]):
         `ssh SANDBOX_ID@host` log in with it (the server keeps only a hash). `network`
         is the egress policy and automatic preview ports (see `update_network`).
         `runtime` picks the backend ("oci", "runsc") among those the server offers
-        (`Sandlot.runtimes()`); `None` takes the server's default.
+        (`Sandlot.runtimes()`); `None` takes the server's default. `mounts` are
+        volumes of the organisation, e.g. `[{"workspace_id": "my-code", "path":
+        "/workspace"}]` (`"read_only": True` for a read-only one); an unknown name is
+        made at the server's default size.
         """
         _reject_mixed(client, api_url, api_key)
         call = _create_call(
-            template, resources, env, metadata, idle_timeout, timeout, password, network, runtime
+            template,
+            resources,
+            env,
+            metadata,
+            idle_timeout,
+            timeout,
+            password,
+            network,
+            runtime,
+            mounts,
         )
         if client is not None:
             return _open(cls, client._transport, call, owned=False)
@@ -524,6 +547,7 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         password: str | None = None,
         network: Mapping[str, object] | None = None,
         runtime: str | None = None,
+        mounts: Sequence[Mapping[str, object]] | None = None,
         api_url: str | None = None,
         api_key: str | None = None,
         client: AsyncSandlot | None = None,
@@ -534,7 +558,16 @@ class AsyncSandbox(_SandboxBase[AsyncTransport]):
         """
         _reject_mixed(client, api_url, api_key)
         call = _create_call(
-            template, resources, env, metadata, idle_timeout, timeout, password, network, runtime
+            template,
+            resources,
+            env,
+            metadata,
+            idle_timeout,
+            timeout,
+            password,
+            network,
+            runtime,
+            mounts,
         )
         if client is not None:
             return AsyncSandboxCreation(_aopen(cls, client._transport, call, owned=False))
@@ -813,9 +846,19 @@ class Sandboxes:
         password: str | None = None,
         network: Mapping[str, object] | None = None,
         runtime: str | None = None,
+        mounts: Sequence[Mapping[str, object]] | None = None,
     ) -> Sandbox:
         call = _create_call(
-            template, resources, env, metadata, idle_timeout, timeout, password, network, runtime
+            template,
+            resources,
+            env,
+            metadata,
+            idle_timeout,
+            timeout,
+            password,
+            network,
+            runtime,
+            mounts,
         )
         return _open(Sandbox, self._transport, call, owned=False)
 
@@ -851,9 +894,19 @@ class AsyncSandboxes:
         password: str | None = None,
         network: Mapping[str, object] | None = None,
         runtime: str | None = None,
+        mounts: Sequence[Mapping[str, object]] | None = None,
     ) -> AsyncSandboxCreation:
         call = _create_call(
-            template, resources, env, metadata, idle_timeout, timeout, password, network, runtime
+            template,
+            resources,
+            env,
+            metadata,
+            idle_timeout,
+            timeout,
+            password,
+            network,
+            runtime,
+            mounts,
         )
         return AsyncSandboxCreation(_aopen(AsyncSandbox, self._transport, call, owned=False))
 

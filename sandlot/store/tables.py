@@ -52,6 +52,7 @@ class Org(Base):
     max_sandboxes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_vcpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_volume_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class ApiKey(Base):
@@ -225,3 +226,31 @@ class TemplateBuildRow(Base):
     cached_steps: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column()
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class VolumeRow(Base):
+    """A workspace volume of an organisation: a disk of its own on the host that
+    sandboxes mount. `creating` and `deleting` are what a crash can leave mid-way."""
+
+    __tablename__ = "volumes"
+    __table_args__ = (UniqueConstraint("org_id", "name", name="uq_volumes_name"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("orgs.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    size_mb: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column()
+
+
+class VolumeMountRow(Base):
+    """A volume mounted into a sandbox, kept after the sandbox ends (a branch of one of
+    its snapshots mounts the same volumes)."""
+
+    __tablename__ = "volume_mounts"
+    __table_args__ = (PrimaryKeyConstraint("sandbox_id", "path"),)
+
+    sandbox_id: Mapped[str] = mapped_column(ForeignKey("sandboxes.id", ondelete="CASCADE"))
+    path: Mapped[str] = mapped_column(String(1024))
+    volume_id: Mapped[str] = mapped_column(ForeignKey("volumes.id", ondelete="CASCADE"), index=True)
+    read_only: Mapped[bool] = mapped_column(Boolean, default=False)

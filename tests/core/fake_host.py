@@ -14,10 +14,11 @@ import asyncio
 import builtins
 import errno
 import hashlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandlot.agent.protocol import EntryInfo
 from sandlot.domain.host_values import (
     BackendError,
     Capabilities,
@@ -72,6 +73,83 @@ class FakeSession:
 
 
 @dataclass
+class FakeVolumes:
+    """Volumes as dicts of path to bytes; `made` holds each one's size in MiB."""
+
+    made: dict[str, int] = field(default_factory=dict)
+    files: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    mounted: set[str] = field(default_factory=set)
+    failing: set[str] = field(default_factory=set)
+
+    async def create(self, volume_id: str, size_mb: int) -> None:
+        if "create" in self.failing:
+            raise OSError(errno.ENOSPC, "mkfs failed", f"/var/lib/host/volumes/{volume_id}")
+        self.made[volume_id] = size_mb
+        self.files[volume_id] = {}
+        self.mounted.add(volume_id)
+
+    async def remove(self, volume_id: str) -> None:
+        self.made.pop(volume_id, None)
+        self.files.pop(volume_id, None)
+        self.mounted.discard(volume_id)
+
+    async def ensure_mounted(self, volume_id: str) -> None:
+        self.mounted.add(volume_id)
+
+    def on_host(self) -> set[str]:
+        return set(self.made)
+
+    def usage(self, volume_id: str) -> tuple[int, int]:
+        used = sum(len(data) for data in self.files.get(volume_id, {}).values())
+        return used, self.made.get(volume_id, 0) << 20
+
+    async def read(self, volume_id: str, path: str) -> AsyncIterator[bytes]:
+        data = self.files[volume_id].get(path)
+        if data is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file", path)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            yield data
+
+        return chunks()
+
+    async def write(
+        self, volume_id: str, path: str, chunks: AsyncIterable[bytes], mode: int
+    ) -> EntryInfo:
+        data = b"".join([chunk async for chunk in chunks])
+        self.files[volume_id][path] = data
+        return EntryInfo(
+            name=path.rsplit("/", 1)[-1],
+            path=path,
+            type="file",
+            size=len(data),
+            mode=mode,
+            mtime=0.0,
+            symlink_target=None,
+        )
+
+    async def list(self, volume_id: str, path: str) -> builtins.list[EntryInfo]:
+        prefix = path.rstrip("/") + "/"
+        return [
+            EntryInfo(
+                name=name[len(prefix) :],
+                path=name,
+                type="file",
+                size=len(data),
+                mode=0o644,
+                mtime=0.0,
+                symlink_target=None,
+            )
+            for name, data in sorted(self.files[volume_id].items())
+            if name.startswith(prefix)
+        ]
+
+    async def delete(self, volume_id: str, path: str, recursive: bool) -> None:
+        if self.files[volume_id].pop(path, None) is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file", path)
+
+
+@dataclass
 class FakeHost:
     can_checkpoint: bool = True
     networked: bool = True
@@ -87,6 +165,7 @@ class FakeHost:
     addresses: dict[str, str] = field(default_factory=dict)
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
     on_denied: Callable[[str, str], None] = lambda sandbox_id, name: None
+    volumes: FakeVolumes = field(default_factory=FakeVolumes)
 
     @property
     def backends(self) -> tuple[str, ...]:

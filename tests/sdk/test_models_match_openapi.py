@@ -26,6 +26,8 @@ MIRRORS: dict[type[BaseModel], str] = {
     _lifecycle.PatchInfo: "PatchOut",
     m.Resources: "ResourcesOut",
     m.SandboxInfo: "SandboxOut",
+    m.MountInfo: "MountOut",
+    m.VolumeInfo: "VolumeOut",
     m.CommandResult: "ExecOut",
     m.ProcessInfo: "ProcessOut",
     m.EntryInfo: "EntryOut",

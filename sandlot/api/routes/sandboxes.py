@@ -36,7 +36,7 @@ async def create_sandbox(body: CreateSandboxIn, who: Writer, svc: Service) -> En
         )
     else:
         view = await svc.sandboxes.create(who.org_id, body.to_request())
-    return Envelope(data=SandboxOut.of(view))
+    return Envelope(data=SandboxOut.of(view, svc.volumes.named_mounts(view.id)))
 
 
 @router.get("", response_model=SandboxList)
@@ -65,7 +65,8 @@ def list_sandboxes(
 
 @router.get("/{sandbox_id}")
 def get_sandbox(sandbox_id: SandboxId, who: Reader, svc: Service) -> Envelope[SandboxOut]:
-    return Envelope(data=SandboxOut.of(svc.records.get(who.org_id, sandbox_id)))
+    view = svc.records.get(who.org_id, sandbox_id)
+    return Envelope(data=SandboxOut.of(view, svc.volumes.named_mounts(view.id)))
 
 
 @router.delete("/{sandbox_id}")

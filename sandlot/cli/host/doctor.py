@@ -139,11 +139,10 @@ def _consistency(data_dir: Path) -> int:
 
     from sandlot.config import Settings
     from sandlot.core.consistency import find_inconsistencies
-    from sandlot.host.local import LocalHost
-    from sandlot.server import make_runtime, network_manager, open_database
+    from sandlot.server import local_host, make_runtime, network_manager, open_database
 
     settings = Settings(data_dir=data_dir)
-    host = LocalHost(make_runtime(settings), network_manager(settings))
+    host = local_host(settings, make_runtime(settings), network_manager(settings))
     problems = asyncio.run(find_inconsistencies(open_database(settings), host))
     for problem in problems:
         typer.echo(problem)
