@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-from bench import core, lifecycle, load, metrics, network, processes, runtimes, ssh, templates
+from bench import (
+    core,
+    lifecycle,
+    load,
+    metrics,
+    network,
+    processes,
+    runtimes,
+    ssh,
+    templates,
+    volumes,
+)
 
 
 def main() -> None:
@@ -38,6 +49,11 @@ def main() -> None:
         "templates", help="Sandlotfile builds, cached rebuilds, create from a built template"
     )
     templates_parser.add_argument("--runs", type=int, default=5)
+    volumes_parser = sub.add_parser(
+        "volumes", help="create with volumes, I/O in a volume, uploads without a sandbox"
+    )
+    volumes_parser.add_argument("--runs", type=int, default=20)
+    volumes_parser.add_argument("--file-mib", type=int, default=200)
     load_parser = sub.add_parser(
         "load", help="many sandboxes, execs across them, and a soak of mixed operations"
     )
@@ -56,6 +72,8 @@ def main() -> None:
         lifecycle.run(runs=args.runs)
     elif args.suite == "ssh":
         ssh.run(runs=args.runs, file_mib=args.file_mib)
+    elif args.suite == "volumes":
+        volumes.run(runs=args.runs, file_mib=args.file_mib)
     elif args.suite == "runtimes":
         runtimes.run(runs=args.runs, file_mib=args.file_mib)
     elif args.suite == "templates":

@@ -22,7 +22,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY_BYTES = 1024 * 1024
-STREAMED = re.compile(r"^/v1/(sandboxes/[^/]+/files|templates/(builds|imports))$")
+STREAMED = re.compile(r"^/v1/((sandboxes|volumes)/[^/]+/files|templates/(builds|imports))$")
 """Routes that take their body as a stream."""
 
 

@@ -9,73 +9,17 @@ middle of a pause, a sandbox that vanished while the server was down) is forced 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
 
 import pytest
 
-from sandlot.core.capacity import Capacity
-from sandlot.core.events import EventBus
-from sandlot.core.host import Host
-from sandlot.core.models import CreateSandbox, SandboxView
-from sandlot.core.service import SandboxService
 from sandlot.domain.host_values import RuntimeStatus
-from sandlot.domain.resources import Resources
 from sandlot.domain.states import CHECKPOINT, FREEZE, SandboxStatus
 from sandlot.errors import InvalidConfigError, SandboxUnavailableError
-from sandlot.store import keys
 from sandlot.store import sandboxes as sandbox_rows
-from sandlot.store.database import Database, migrate
-from tests.core.fake_host import FakeHost, template_store
-
-REQUEST = CreateSandbox("base", Resources(1, 512, 1024), timeout=60)
-
-
-@dataclass
-class World:
-    service: SandboxService
-    host: FakeHost
-    db: Database
-    org: str
-
-    async def create(self) -> SandboxView:
-        return await self.service.sandboxes.create(self.org, REQUEST)
-
-    def row_status(self, sandbox_id: str) -> tuple[str, str | None]:
-        with self.db.session() as s:
-            row = sandbox_rows.get(s, sandbox_id)
-            assert row is not None
-            return row.status, row.status_reason
-
-    def calls_on(self, sandbox_id: str) -> list[str]:
-        return [op for op, target in self.host.calls if target == sandbox_id]
-
-
-def build(tmp_path: Path, host: FakeHost, db: Database | None = None) -> World:
-    if db is None:
-        db = Database(f"sqlite:///{tmp_path / 'store.db'}")
-        migrate(db.engine)
-    with db.session() as s:
-        org = keys.create_org(s, f"acme-{len(host.calls)}").id
-    service = SandboxService(
-        db=db,
-        templates=template_store(tmp_path / "templates"),
-        events=EventBus(db),
-        capacity=Capacity(tmp_path, memory_overcommit=1.0),
-        host=cast(Host, host),  # its sessions serve what the lifecycle asks, no more
-        snapshots_root=tmp_path / "snapshots",
-    )
-    return World(service, host, db, org)
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    w = build(tmp_path, FakeHost())
-    yield w
-    await w.service.close()
+from tests.core.fake_host import FakeHost
+from tests.core.world import World, build
 
 
 async def test_a_created_sandbox_is_running_on_the_host_and_in_the_store(world: World) -> None:
