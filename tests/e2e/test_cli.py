@@ -121,3 +121,32 @@ def test_help_lists_commands(api_env: dict[str, str]) -> None:
     out = sandlot(api_env, "--help").stdout.decode()
     for command in ("serve", "sandbox", "template", "doctor"):
         assert command in out
+
+
+def test_volume_commands_and_mounts(api_env: dict[str, str], tmp_path: Path) -> None:
+    name = f"cli-vol-{tmp_path.name[-6:].replace('_', '-')}"
+    assert sandlot(api_env, "volume", "create", name, "--size", "64MB").returncode == 0
+    source = tmp_path / "in.txt"
+    source.write_text("from the cli\n")
+    put = sandlot(api_env, "volume", "put", name, "/notes/in.txt", "--from", str(source))
+    assert put.returncode == 0, put.stderr
+    out = sandlot(api_env, "sandbox", "create", "--mount", f"{name}:/workspace:ro")
+    assert out.returncode == 0, out.stderr
+    sandbox_id = out.stdout.decode().strip()
+    try:
+        ran = sandlot(
+            api_env, "sandbox", "exec", sandbox_id, "--", "cat", "/workspace/notes/in.txt"
+        )
+        assert ran.stdout == b"from the cli\n"
+        listed = json.loads(sandlot(api_env, "volume", "list", "--json").stdout)
+        mine = next(v for v in listed if v["name"] == name)
+        assert mine["mountedBy"] == [sandbox_id] and mine["sizeMb"] == 64
+        busy = sandlot(api_env, "volume", "rm", name)
+        assert busy.returncode != 0 and b"INVALID_STATE" in busy.stderr
+    finally:
+        sandlot(api_env, "sandbox", "destroy", sandbox_id)
+    assert sandlot(api_env, "volume", "cat", name, "/notes/in.txt").stdout == b"from the cli\n"
+    assert b"in.txt" in sandlot(api_env, "volume", "ls", name, "/notes").stdout
+    bad = sandlot(api_env, "sandbox", "create", "--mount", "no-path")
+    assert bad.returncode != 0 and b"VOLUME:PATH" in bad.stderr
+    assert sandlot(api_env, "volume", "rm", name).returncode == 0

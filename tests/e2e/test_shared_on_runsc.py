@@ -63,6 +63,13 @@ from tests.e2e.test_processes import (  # noqa: F401
     test_unknown_process,
 )
 from tests.e2e.test_runsc import runsc_server
+from tests.e2e.test_volumes import (  # noqa: F401
+    test_a_file_keeps_its_owner_from_one_sandbox_to_the_next,
+    test_files_without_a_sandbox_and_through_one,
+    test_pause_resume_and_branch_keep_the_mounts,
+    test_the_reference_body_works_verbatim_and_files_outlive_the_sandbox,
+    test_two_sandboxes_mounting_one_volume_see_each_others_writes_at_once,
+)
 
 PR_GET_CHILD_SUBREAPER = 37
 
