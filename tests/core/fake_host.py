@@ -166,7 +166,7 @@ class FakeHost:
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
     on_denied: Callable[[str, str], None] = lambda sandbox_id, name: None
     volumes: FakeVolumes = field(default_factory=FakeVolumes)
-    specs: dict[str, SandboxSpec] = field(default_factory=dict)
+    started_with: dict[str, SandboxSpec] = field(default_factory=dict)
     """The spec each sandbox was last started or restarted with."""
 
     @property
@@ -196,14 +196,14 @@ class FakeHost:
         snapshot: Path | None = None,
     ) -> FakeSession:
         self._do("start", spec.sandbox_id)
-        self.specs[spec.sandbox_id] = spec
+        self.started_with[spec.sandbox_id] = spec
         self.sandboxes[spec.sandbox_id] = RuntimeStatus.RUNNING
         self.addresses[spec.sandbox_id] = f"10.0.0.{len(self.addresses) + 2}"
         self.policies[spec.sandbox_id] = policy or NetworkPolicy()
         return await self.connect(spec.sandbox_id)
 
     async def restart(self, spec: SandboxSpec, snapshot: Path) -> None:
-        self.specs[spec.sandbox_id] = spec
+        self.started_with[spec.sandbox_id] = spec
         self._set("restart", spec.sandbox_id, RuntimeStatus.RUNNING)
 
     async def connect(self, sandbox_id: str) -> FakeSession:

@@ -100,7 +100,7 @@ async def test_a_mount_reaches_the_spec_and_an_unknown_name_is_made_at_the_defau
     view = await world.service.sandboxes.create(world.org, request)
     code = world.service.volumes.get(world.org, "my-code")
     assert code.size_mb == DEFAULT_VOLUME_MB and code.mounted_by == [view.id]
-    mounts = world.host.specs[view.id].mounts
+    mounts = world.host.started_with[view.id].mounts
     assert [(m.path, m.read_only) for m in mounts] == [("/workspace", False), ("/data", True)]
     assert all(m.source is None for m in mounts)  # the host fills those in, not core
     assert world.service.volumes.named_mounts(view.id) == [
@@ -117,7 +117,7 @@ async def test_a_sandbox_with_mounts_takes_no_warm_sandbox_and_a_rollback_keeps_
     )
     snap = await world.service.snapshots.snapshot(world.org, view.id, "s", memory=False)
     await world.service.snapshots.rollback(world.org, view.id, snap.id)
-    assert [m.path for m in world.host.specs[view.id].mounts] == ["/workspace"]
+    assert [m.path for m in world.host.started_with[view.id].mounts] == ["/workspace"]
 
 
 async def test_a_branch_mounts_the_volumes_of_the_sandbox_its_snapshot_was_taken_of(

@@ -6,12 +6,15 @@ leaves `doctor --check` clean."""
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -283,3 +286,35 @@ def test_a_crash_leaves_nothing_doctor_check_objects_to(fresh_server: ServerProc
         assert Sandbox.get(sbx.id, client=client).commands.run("cat /w/a").stdout == "a"
     check = doctor_check(srv)
     assert check.returncode == 0, check.stdout
+
+
+@pytest.mark.parametrize("delay", [0.02, 0.1, 0.3])
+def test_a_kill_during_create_mount_and_delete_leaves_doctor_check_clean(
+    fresh_server: ServerProcess, delay: float
+) -> None:
+    """The server killed -9 while a create makes a volume for its first mount, then
+    while a delete removes one: each start settles what was cut short."""
+    srv = fresh_server
+    with Sandlot(srv.url, srv.api_key) as client:
+        client.volumes.create("to-delete", size=32)
+    for send in (
+        lambda: httpx.post(
+            f"{srv.url}/v1/sandboxes",
+            json={"mounts": [{"workspaceId": "first-mount", "path": "/w"}]},
+            headers=headers(srv),
+            timeout=30,
+        ),
+        lambda: httpx.delete(f"{srv.url}/v1/volumes/to-delete", headers=headers(srv), timeout=30),
+    ):
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(send)
+            time.sleep(delay)
+            srv.stop(signal.SIGKILL)
+            with contextlib.suppress(httpx.HTTPError):
+                pending.result()
+        srv.start()
+        check = doctor_check(srv)
+        assert check.returncode == 0, check.stdout
+        with Sandlot(srv.url, srv.api_key) as client:
+            for volume in client.volumes.list():  # what is listed is whole and usable
+                client.volumes.get(volume.name).files.write("/probe", "ok")
