@@ -18,6 +18,7 @@ from sandlot.domain.host_values import RuntimeStatus
 from sandlot.domain.states import CHECKPOINT, FREEZE, SandboxStatus
 from sandlot.errors import InvalidConfigError, SandboxUnavailableError
 from sandlot.store import sandboxes as sandbox_rows
+from sandlot.store.tables import SnapshotRow
 from tests.core.fake_host import FakeHost
 from tests.core.world import World, build
 
@@ -233,6 +234,30 @@ async def test_supervision_expires_old_sandboxes_and_notices_dead_ones(world: Wo
     assert world.row_status(expired.id) == ("terminated", "timeout")
     assert world.row_status(dead.id) == ("error", "sandbox stopped unexpectedly")
     assert dead.id not in world.host.sandboxes
+
+
+async def test_a_snapshot_cut_short_by_a_crash_is_removed_at_start_and_a_taken_one_kept(
+    tmp_path: Path,
+) -> None:
+    first = build(tmp_path, FakeHost())
+    view = await first.create()
+    kept = await first.service.snapshots.snapshot(first.org, view.id, "kept", memory=False)
+    cut = await first.service.snapshots.snapshot(first.org, view.id, "cut", memory=False)
+    await first.service.close()
+    with first.db.session() as s:  # recorded as being taken when the server died
+        row = s.get(SnapshotRow, cut.id)
+        assert row is not None
+        row.status = "creating"
+    store = first.service.snapshot_store
+    store.snapshot_dir(cut.id).mkdir(exist_ok=True)
+    second = build(tmp_path, first.host, first.db)
+    try:
+        await second.service.start()
+        held = second.service.snapshot_store.list_snapshots(first.org)
+        assert [snap.id for snap in held] == [kept.id]
+        assert not store.snapshot_dir(cut.id).exists()
+    finally:
+        await second.service.close()
 
 
 async def test_network_changes_need_a_networked_host(tmp_path: Path) -> None:
