@@ -173,6 +173,14 @@ class Volumes:
         volume_id = self.get(org_id, name).id
         return await _files(self.host.volumes.list(volume_id, path), name, path)
 
+    async def stat_file(self, org_id: str, name: str, path: str) -> EntryInfo:
+        volume_id = self.get(org_id, name).id
+        return await _files(self.host.volumes.stat(volume_id, path), name, path)
+
+    async def mkdir(self, org_id: str, name: str, path: str, parents: bool) -> EntryInfo:
+        volume_id = self.get(org_id, name).id
+        return await _files(self.host.volumes.mkdir(volume_id, path, parents), name, path)
+
     async def remove_file(self, org_id: str, name: str, path: str, recursive: bool) -> None:
         volume_id = self.get(org_id, name).id
         await _files(self.host.volumes.delete(volume_id, path, recursive), name, path)

@@ -65,6 +65,12 @@ class LocalVolumes:
     async def list(self, volume_id: str, path: str) -> list[EntryInfo]:
         return await asyncio.to_thread(self.disks.list, volume_id, path)
 
+    async def stat(self, volume_id: str, path: str) -> EntryInfo:
+        return await asyncio.to_thread(self.disks.stat, volume_id, path)
+
+    async def mkdir(self, volume_id: str, path: str, parents: bool) -> EntryInfo:
+        return await asyncio.to_thread(self.disks.mkdir, volume_id, path, parents)
+
     async def delete(self, volume_id: str, path: str, recursive: bool) -> None:
         await asyncio.to_thread(self.disks.delete, volume_id, path, recursive)
 

@@ -130,6 +130,32 @@ class VolumeDisks:
         finally:
             os.close(fd)
 
+    def stat(self, volume_id: str, path: str) -> EntryInfo:
+        """The entry itself; a symlink is reported, not followed."""
+        parent, name = _split(path)
+        with _tree(self, volume_id) as tree:
+            directory = tree.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return _entry(directory, name, f"{parent.rstrip('/')}/{name}")
+        finally:
+            os.close(directory)
+
+    def mkdir(self, volume_id: str, path: str, parents: bool) -> EntryInfo:
+        parent, name = _split(path)
+        with _tree(self, volume_id) as tree:
+            if parents:
+                directory = self._directories(tree, parent)
+            else:
+                directory = tree.open(
+                    parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, resolve=STRICT
+                )
+        try:
+            os.mkdir(name, 0o755, dir_fd=directory)
+            os.chown(name, self.owner, self.owner, dir_fd=directory, follow_symlinks=False)
+            return _entry(directory, name, f"{parent.rstrip('/')}/{name}")
+        finally:
+            os.close(directory)
+
     def delete(self, volume_id: str, path: str, recursive: bool) -> None:
         parent, name = _split(path)
         with _tree(self, volume_id) as tree:

@@ -14,6 +14,8 @@ from sandlot.sdk._files import AsyncFiles, Files
 from sandlot.sdk._http import AsyncTransport, Call, SyncTransport, ignore_body
 from sandlot.sdk._models import VolumeInfo
 
+_NO_REPLACE = "a volume's files have no replace: read the file, edit it, write it back"
+
 
 def _volume_path(name: str, suffix: str = "") -> str:
     return f"/v1/volumes/{quote(name, safe='')}{suffix}"
@@ -40,17 +42,24 @@ def _delete_call(name: str, force: bool) -> Call[None]:
 
 
 class VolumeFiles(Files):
-    """A volume's files, reached without a sandbox: read, write, list and remove."""
+    """A volume's files, reached without a sandbox: what `sandbox.files` offers but
+    `replace` (read, edit and write instead); `list` lists one level."""
 
     def __init__(self, name: str, transport: SyncTransport) -> None:
         super().__init__("", transport)
         self._base = _volume_path(name, "/files")
+
+    def replace(self, path: str, old: str, new: str, *, count: int | None = None) -> int:
+        raise NotImplementedError(_NO_REPLACE)
 
 
 class AsyncVolumeFiles(AsyncFiles):
     def __init__(self, name: str, transport: AsyncTransport) -> None:
         super().__init__("", transport)
         self._base = _volume_path(name, "/files")
+
+    async def replace(self, path: str, old: str, new: str, *, count: int | None = None) -> int:
+        raise NotImplementedError(_NO_REPLACE)
 
 
 class Volume:

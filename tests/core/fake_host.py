@@ -144,6 +144,17 @@ class FakeVolumes:
             if name.startswith(prefix)
         ]
 
+    async def stat(self, volume_id: str, path: str) -> EntryInfo:
+        [entry] = [
+            e for e in await self.list(volume_id, path.rsplit("/", 1)[0]) if e["path"] == path
+        ] or [None]
+        if entry is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file", path)
+        return entry
+
+    async def mkdir(self, volume_id: str, path: str, parents: bool) -> EntryInfo:
+        raise OSError(errno.EPERM, "the in-memory volume keeps files only", path)
+
     async def delete(self, volume_id: str, path: str, recursive: bool) -> None:
         if self.files[volume_id].pop(path, None) is None:
             raise FileNotFoundError(errno.ENOENT, "No such file", path)

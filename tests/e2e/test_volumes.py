@@ -216,12 +216,16 @@ def test_files_without_a_sandbox_and_through_one(client: Sandlot) -> None:
     assert (entry.path, entry.size) == ("/dir/notes.txt", 4)
     assert volume.files.read("/dir/notes.txt") == "kept"
     assert [e.name for e in volume.files.list("/dir")] == ["notes.txt"]
+    assert volume.files.exists("/dir/notes.txt") and not volume.files.exists("/dir/nope")
+    assert volume.files.stat("/dir").type == "dir"
+    assert volume.files.mkdir("/made/deep", parents=True).path == "/made/deep"
     with Sandbox.create(mounts=[{"workspace_id": name, "path": "/n"}], client=client) as sbx:
         assert sbx.commands.run("cat /n/dir/notes.txt; stat -c %u /n/dir/notes.txt").stdout == (
             "kept0\n"
         )
         sbx.commands.run("echo from-inside > /n/inside.txt; ln -s / /n/root; ln -s /etc /n/etc")
         assert volume.files.read("/inside.txt") == "from-inside\n"
+        assert sbx.commands.run("stat -c %u /n/made/deep").stdout == "0\n"
         # What a sandbox leaves in a volume is never followed as a host path.
         assert volume.files.read("/root/inside.txt") == "from-inside\n"  # `/` is the volume's
         with pytest.raises((FileNotFoundInSandboxError, FileOperationError)):
@@ -234,6 +238,7 @@ def test_files_without_a_sandbox_and_through_one(client: Sandlot) -> None:
         "etc",
         "inside.txt",
         "lost+found",
+        "made",
         "root",
     ]
 

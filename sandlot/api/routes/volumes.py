@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from sandlot.api.deps import Reader, Service, Writer
-from sandlot.api.schemas import EntryOut, Envelope, RemovedOut
+from sandlot.api.schemas import EntryOut, Envelope, MkdirIn, RemovedOut
 from sandlot.api.volume_schemas import CreateVolumeIn, VolumeOut
 
 router = APIRouter(prefix="/v1/volumes", tags=["volumes"])
@@ -91,3 +91,16 @@ async def list_files(
 ) -> Envelope[list[EntryOut]]:
     entries = await svc.volumes.list_files(who.org_id, name, path)
     return Envelope(data=[EntryOut.of(e) for e in entries])
+
+
+@router.get("/{name}/files/stat")
+async def stat_file(
+    name: VolumeName, path: VolumePath, who: Reader, svc: Service
+) -> Envelope[EntryOut]:
+    return Envelope(data=EntryOut.of(await svc.volumes.stat_file(who.org_id, name, path)))
+
+
+@router.post("/{name}/files/mkdir")
+async def mkdir(name: VolumeName, body: MkdirIn, who: Writer, svc: Service) -> Envelope[EntryOut]:
+    entry = await svc.volumes.mkdir(who.org_id, name, body.path, body.parents)
+    return Envelope(data=EntryOut.of(entry))
