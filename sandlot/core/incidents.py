@@ -48,5 +48,9 @@ def public_reason(exc: BaseException, context: str) -> str:
     if isinstance(exc, SandlotError):
         return exc.message
     if isinstance(exc, BackendError):
-        return str(exc)
+        if exc.detail is None:
+            return str(exc)
+        error_id = secrets.token_hex(6)
+        log.error("%s: %s (error id %s): %s", context, exc, error_id, exc.detail)
+        return f"{exc} (id {error_id}): the server logged the details"
     return internal_error(exc, context).message

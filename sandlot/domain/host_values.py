@@ -92,4 +92,10 @@ class Capabilities:
 
 
 class BackendError(Exception):
-    """A backend failed to do what was asked; the message carries the backend's own words."""
+    """A backend failed to do what was asked. The message is what a tenant may read, so
+    it names no host path or pid; `detail` is for the operator alone: the tool's own
+    output (runc's, CRIU's log), which names both."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail

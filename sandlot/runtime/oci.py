@@ -213,7 +213,7 @@ class OciRuntime:
         )
         out, err = await proc.communicate()
         if check and proc.returncode != 0:
-            raise BackendError(f"{self.binary} {args[0]} failed: {err.decode().strip()}")
+            raise BackendError(f"{self.binary} {args[0]} failed", detail=err.decode().strip())
         return out.decode()
 
     async def create(self, spec: SandboxSpec, snapshot: Path | None = None) -> None:
@@ -294,7 +294,7 @@ class OciRuntime:
     async def _start(self, bundle: Path, sandbox_id: str) -> None:
         if not await self._launch(sandbox_id, "run"):
             log = (bundle / "runc.log").read_text(errors="replace")[-2000:]
-            raise BackendError(f"{self.binary} run failed for {sandbox_id}: {log}")
+            raise BackendError(f"{self.binary} run failed for {sandbox_id}", detail=log)
 
     async def _launch(self, sandbox_id: str, command: str, *args: str) -> bool:
         """`run` or `restore` the sandbox, detached; False if that failed (see runc.log).
@@ -361,7 +361,8 @@ class OciRuntime:
         )
         if not restored:
             raise BackendError(
-                f"restoring {sandbox_id} failed: {_log_tail(work / 'restore.log', 'Error')}"
+                f"restoring {sandbox_id} failed",
+                detail=_log_tail(work / "restore.log", "Error"),
             )
         self._wake_agent(sandbox_id)
         if images == self.checkpoint_dir(sandbox_id):
@@ -400,7 +401,9 @@ class OciRuntime:
         )  # fmt: skip
         _, err = await done.communicate()
         if done.returncode != 0:
-            raise BackendError(f"copying the changes of {sandbox_id}: {err.decode().strip()}")
+            raise BackendError(
+                f"copying the changes of {sandbox_id} failed", detail=err.decode().strip()
+            )
 
     async def _dump(self, sandbox_id: str, images: Path, leave_running: bool) -> None:
         """`runc checkpoint`; the agent must have been quiesced. If the dump fails the
@@ -424,7 +427,10 @@ class OciRuntime:
         except BackendError as exc:
             shutil.rmtree(images, ignore_errors=True)
             self._wake_agent(sandbox_id)
-            raise BackendError(f"{exc}; {_log_tail(work / 'dump.log', 'Error')}") from None
+            tail = _log_tail(work / "dump.log", "Error")
+            raise BackendError(
+                f"CRIU could not dump {sandbox_id}", f"{exc.detail}; {tail}"
+            ) from None
 
     def _criu_work(self, sandbox_id: str) -> Path:
         return _fresh_dir(self.bundle_dir(sandbox_id) / "criu")

@@ -135,7 +135,7 @@ class RunscRuntime(OciRuntime):
         inherit_cpusets(self.cgroup_path(sandbox_id))
         if not await self._launch(sandbox_id, "restore", "--image-path", str(images)):
             log = (bundle / "runc.log").read_text(errors="replace")[-2000:]
-            raise BackendError(f"restoring {sandbox_id} failed: {log}")
+            raise BackendError(f"restoring {sandbox_id} failed", detail=log)
         self._wake_agent(sandbox_id)
         if images == self.checkpoint_dir(sandbox_id):
             await asyncio.to_thread(shutil.rmtree, images, True)

@@ -136,6 +136,20 @@ def test_a_backends_explanation_is_shown_as_it_is_and_not_logged(
     assert caplog.records == []
 
 
+def test_a_backends_tool_output_goes_to_the_log_under_an_id_never_to_the_tenant(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    detail = "Error (criu/namespaces.c:235): Can't open 129695/ns/net: see /run/sandlot/k/d.log"
+    exc = BackendError("CRIU could not dump sbx-1", detail)
+    with caplog.at_level(logging.ERROR, logger=LOGGER):
+        reason = public_reason(exc, "pausing sbx-1")
+    found = re.fullmatch(
+        r"CRIU could not dump sbx-1 \(id ([0-9a-f]{12})\): the server logged the details", reason
+    )
+    assert found is not None and "129695" not in reason and "/run/" not in reason
+    assert found[1] in caplog.text and detail in caplog.text
+
+
 @pytest.mark.parametrize(
     "exc",
     [

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,3 +115,21 @@ def test_numbers_past_the_stores_integers_are_bad_input_not_a_failure(
     with connect(ws_url, additional_headers={"X-API-Key": server.api_key}) as ws:
         refused = json.loads(ws.recv(timeout=10))
     assert refused["type"] == "error" and refused["error"]["code"] == "INVALID_CONFIG"
+
+
+def test_a_checkpoint_that_fails_tells_the_tenant_no_host_path_or_pid(client: Sandlot) -> None:
+    """A sandbox serving TCP cannot be dumped by this CRIU: its pause falls back to a
+    freeze, and the reason it shows names neither CRIU's log nor a host pid."""
+    with Sandbox.create(client=client) as sbx:
+        sbx.commands.run("python3 -m http.server 3000 >/dev/null 2>&1 &")
+        time.sleep(1)
+        sbx.pause()
+        info = sbx.refresh()
+        if info.pause_mode == "checkpoint":
+            pytest.skip("CRIU here dumps a listening socket: no failed checkpoint to read")
+        reason = info.status_reason or ""
+        assert re.search(LOGGED, reason), reason
+        assert "/run/" not in reason and ".log" not in reason and "ns/net" not in reason
+        assert not re.search(r"\b\d{3,}/", reason), reason  # no /proc-style pid paths
+        sbx.resume()
+        assert sbx.commands.run("echo still-here").stdout == "still-here\n"
