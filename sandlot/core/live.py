@@ -55,9 +55,8 @@ class LiveSandboxes:
         return live.org_id if live is not None else None
 
     def add(self, sandbox_id: str, live: Live) -> None:
-        """A sandbox whose agent just answered: it is in service, and its log followed."""
-        self._live[sandbox_id] = live
-        self.logs.follow(sandbox_id, live.org_id, live.session)
+        """A new sandbox whose agent just answered: in service, and active from now."""
+        self._serve(sandbox_id, live)
         self.last_activity[sandbox_id] = time.monotonic()
 
     async def connect(self, view: SandboxView) -> Live:
@@ -65,9 +64,13 @@ class LiveSandboxes:
         session = await self.host.connect(view.id)
         template, _ = self.records.stack(view.id)
         live = Live(view.org_id, view.env, session, template.user or None)
-        self._live[view.id] = live
-        self.logs.follow(view.id, view.org_id, session)
+        self._serve(view.id, live)
         return live
+
+    def _serve(self, sandbox_id: str, live: Live) -> None:
+        """In service, its log followed."""
+        self._live[sandbox_id] = live
+        self.logs.follow(sandbox_id, live.org_id, live.session)
 
     async def reconnect(self, sandbox_id: str, view: SandboxView | None = None) -> Live:
         return await self.connect(view or self.records.get(None, sandbox_id))

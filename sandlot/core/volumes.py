@@ -118,11 +118,10 @@ class Volumes:
         """What the sandbox's spec mounts; the first mount of an unknown name makes it."""
         specs = []
         for mount in check_mounts(mounts):
-            with self.db.session() as s:
-                row = volume_rows.get(s, org_id, mount.volume)
-                found = row.id if row is not None and row.status == "ready" else None
-            if found is None:
-                found = (await self._create_for_mount(org_id, mount.volume)).id
+            try:
+                found = self._id(org_id, mount.volume)
+            except VolumeNotFoundError:
+                found = await self._create_for_mount(org_id, mount.volume)
             specs.append(MountSpec(found, mount.path, mount.read_only))
         return tuple(specs)
 
@@ -156,13 +155,13 @@ class Volumes:
     # ---- files without a sandbox --------------------------------------------------------
 
     async def read(self, org_id: str, name: str, path: str) -> AsyncIterator[bytes]:
-        volume_id = self.get(org_id, name).id
+        volume_id = self._id(org_id, name)
         return await _files(self.host.volumes.read(volume_id, path), name, path)
 
     async def write(
         self, org_id: str, name: str, path: str, chunks: AsyncIterable[bytes], mode: int | None
     ) -> EntryInfo:
-        volume_id = self.get(org_id, name).id
+        volume_id = self._id(org_id, name)
         return await _files(
             self.host.volumes.write(volume_id, path, chunks, 0o644 if mode is None else mode),
             name,
@@ -170,19 +169,19 @@ class Volumes:
         )
 
     async def list_files(self, org_id: str, name: str, path: str) -> list[EntryInfo]:
-        volume_id = self.get(org_id, name).id
+        volume_id = self._id(org_id, name)
         return await _files(self.host.volumes.list(volume_id, path), name, path)
 
     async def stat_file(self, org_id: str, name: str, path: str) -> EntryInfo:
-        volume_id = self.get(org_id, name).id
+        volume_id = self._id(org_id, name)
         return await _files(self.host.volumes.stat(volume_id, path), name, path)
 
     async def mkdir(self, org_id: str, name: str, path: str, parents: bool) -> EntryInfo:
-        volume_id = self.get(org_id, name).id
+        volume_id = self._id(org_id, name)
         return await _files(self.host.volumes.mkdir(volume_id, path, parents), name, path)
 
     async def remove_file(self, org_id: str, name: str, path: str, recursive: bool) -> None:
-        volume_id = self.get(org_id, name).id
+        volume_id = self._id(org_id, name)
         await _files(self.host.volumes.delete(volume_id, path, recursive), name, path)
 
     # ---- after a restart ----------------------------------------------------------------
@@ -203,15 +202,14 @@ class Volumes:
 
     # ---- helpers ------------------------------------------------------------------------
 
-    async def _create_for_mount(self, org_id: str, name: str) -> VolumeView:
+    async def _create_for_mount(self, org_id: str, name: str) -> str:
         try:
-            return await self.create(org_id, name)
+            return (await self.create(org_id, name)).id
         except InvalidConfigError as exc:  # made meanwhile by a concurrent create
-            with self.db.session() as s:
-                row = volume_rows.get(s, org_id, name)
-                if row is None or row.status != "ready":
-                    raise exc from None
-            return self.get(org_id, name)
+            try:
+                return self._id(org_id, name)
+            except VolumeNotFoundError:
+                raise exc from None
 
     def _insert(self, org_id: str, name: str, size_mb: int) -> str:
         volume_id = ids.new_volume_id()
@@ -250,6 +248,11 @@ class Volumes:
             row = s.get(VolumeRow, volume_id)
             if row is not None:
                 s.delete(row)
+
+    def _id(self, org_id: str, name: str) -> str:
+        """The ready volume's id, for a file call: no usage read, no mount listing."""
+        with self.db.session() as s:
+            return self._ready(s, org_id, name).id
 
     def _ready(self, s: Session, org_id: str, name: str) -> VolumeRow:
         row = volume_rows.get(s, org_id, name)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 from sandlot.agent.protocol import EntryInfo
-from sandlot.beneath import STRICT, Beneath, inside
+from sandlot.beneath import IN_ROOT, STRICT, Beneath, inside
 from sandlot.runtime.disks import create_disk, disk_usage, mount_disk
 from sandlot.runtime.mounts import mounts_under, unmount
 
@@ -84,7 +84,7 @@ class VolumeDisks:
 
     def read(self, volume_id: str, path: str) -> Iterator[bytes]:
         """The file's chunks; opened (and a missing file refused) before the first."""
-        with _tree(self, volume_id) as tree:
+        with self._root(volume_id) as tree:
             fd = tree.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
@@ -97,69 +97,55 @@ class VolumeDisks:
     def write(self, volume_id: str, path: str, chunks: Iterator[bytes], mode: int) -> EntryInfo:
         """Write the file (its parent directories made), owned by the sandboxes' root;
         nothing on the way may be a symlink."""
-        parent, name = _split(path)
-        with _tree(self, volume_id) as tree:
-            directory = self._directories(tree, parent)
+        directory, name, clean = self._parent(volume_id, path, make=True)
+        try:
+            fd = os.open(
+                name,
+                os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                mode,
+                dir_fd=directory,
+            )
             try:
-                fd = os.open(
-                    name,
-                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                    mode,
-                    dir_fd=directory,
-                )
-                try:
-                    os.fchown(fd, self.owner, self.owner)
-                    os.fchmod(fd, mode)
-                    for chunk in chunks:
-                        view = memoryview(chunk)
-                        while view:
-                            view = view[os.write(fd, view) :]
-                finally:
-                    os.close(fd)
-                return _entry(directory, name, f"{parent.rstrip('/')}/{name}")
+                os.fchown(fd, self.owner, self.owner)
+                os.fchmod(fd, mode)
+                for chunk in chunks:
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(fd, view) :]
             finally:
-                os.close(directory)
+                os.close(fd)
+            return _entry(directory, name, clean)
+        finally:
+            os.close(directory)
 
     def list(self, volume_id: str, path: str) -> list[EntryInfo]:
-        with _tree(self, volume_id) as tree:
+        with self._root(volume_id) as tree:
             fd = tree.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            base = "/" + inside(path)
-            names = sorted(os.listdir(fd))
-            return [_entry(fd, n, f"{base.rstrip('/')}/{n}") for n in names]
+            base = ("/" + inside(path)).rstrip("/")
+            return [_entry(fd, n, f"{base}/{n}") for n in sorted(os.listdir(fd))]
         finally:
             os.close(fd)
 
     def stat(self, volume_id: str, path: str) -> EntryInfo:
         """The entry itself; a symlink is reported, not followed."""
-        parent, name = _split(path)
-        with _tree(self, volume_id) as tree:
-            directory = tree.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        directory, name, clean = self._parent(volume_id, path, resolve=IN_ROOT)
         try:
-            return _entry(directory, name, f"{parent.rstrip('/')}/{name}")
+            return _entry(directory, name, clean)
         finally:
             os.close(directory)
 
     def mkdir(self, volume_id: str, path: str, parents: bool) -> EntryInfo:
-        parent, name = _split(path)
-        with _tree(self, volume_id) as tree:
-            if parents:
-                directory = self._directories(tree, parent)
-            else:
-                directory = tree.open(
-                    parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, resolve=STRICT
-                )
+        directory, name, clean = self._parent(volume_id, path, make=parents)
         try:
             os.mkdir(name, 0o755, dir_fd=directory)
             os.chown(name, self.owner, self.owner, dir_fd=directory, follow_symlinks=False)
-            return _entry(directory, name, f"{parent.rstrip('/')}/{name}")
+            return _entry(directory, name, clean)
         finally:
             os.close(directory)
 
     def delete(self, volume_id: str, path: str, recursive: bool) -> None:
-        parent, name = _split(path)
-        with _tree(self, volume_id) as tree:
-            directory = tree.open(parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, resolve=STRICT)
+        directory, name, _ = self._parent(volume_id, path)
         try:
             st = os.stat(name, dir_fd=directory, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
@@ -171,6 +157,28 @@ class VolumeDisks:
                 os.unlink(name, dir_fd=directory)
         finally:
             os.close(directory)
+
+    def _root(self, volume_id: str) -> contextlib.closing[Beneath]:
+        """The mounted volume's root, held open for one lookup."""
+        return contextlib.closing(Beneath(self.mount_point(volume_id)))
+
+    def _parent(
+        self, volume_id: str, path: str, *, make: bool = False, resolve: int = STRICT
+    ) -> tuple[int, str, str]:
+        """An fd of the directory `path` names an entry of, the entry's name, and the
+        path as the volume sees it. `make` creates missing directories on the way (no
+        symlink allowed); otherwise the lookup follows `resolve`."""
+        clean = "/" + inside(path)
+        parent, _, name = clean.rpartition("/")
+        if not name:
+            raise IsADirectoryError(errno.EISDIR, "the volume's root is a directory", path)
+        with self._root(volume_id) as tree:
+            if make:
+                directory = self._directories(tree, parent)
+            else:
+                flags = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+                directory = tree.open(parent or "/", flags, resolve=resolve)
+        return directory, name, clean
 
     def _directories(self, tree: Beneath, path: str) -> int:
         """An fd of `path`, each missing directory on the way made (and given to the
@@ -194,27 +202,6 @@ class VolumeDisks:
         except BaseException:
             os.close(fd)
             raise
-
-
-class _tree:
-    """The mounted volume's root, held open for one lookup."""
-
-    def __init__(self, disks: VolumeDisks, volume_id: str) -> None:
-        self.beneath = Beneath(disks.mount_point(volume_id))
-
-    def __enter__(self) -> Beneath:
-        return self.beneath
-
-    def __exit__(self, *_: object) -> None:
-        self.beneath.close()
-
-
-def _split(path: str) -> tuple[str, str]:
-    clean = "/" + inside(path)
-    parent, _, name = clean.rpartition("/")
-    if not name:
-        raise IsADirectoryError(errno.EISDIR, "the volume's root is a directory", path)
-    return parent or "/", name
 
 
 def _chunks(fd: int) -> Iterator[bytes]:

@@ -18,19 +18,12 @@ from sandlot.domain.resources import Resources
 from sandlot.errors import ResourceExhaustedError
 from sandlot.store import keys
 from sandlot.store import sandboxes as sandbox_rows
-from sandlot.store.database import Database, migrate
+from sandlot.store.database import Database
 from sandlot.store.tables import Org
 from sandlot.templates.store import Template
 
 TEMPLATE = Template("base", "d1", (Path("/layers/base"),))
 SMALL = Quota(3, 4, 4096)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Database:
-    database = Database(f"sqlite:///{tmp_path / 'store.db'}")
-    migrate(database.engine)
-    return database
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from sandlot.core.models import SandboxView
 from sandlot.domain.volumes import DEFAULT_VOLUME_MB, VolumeMount, check_mounts
 from sandlot.errors import (
     FileNotFoundInSandboxError,
@@ -32,6 +33,13 @@ def rows(world: World) -> dict[str, str]:
 
 async def chunks_of(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+async def mounting_code(world: World) -> SandboxView:
+    """A sandbox of the world's organisation with `my-code` at /workspace."""
+    return await world.service.sandboxes.create(
+        world.org, dataclasses.replace(REQUEST, mounts=(CODE,))
+    )
 
 
 async def test_a_volume_is_recorded_ready_once_its_disk_is_made(world: World) -> None:
@@ -112,9 +120,7 @@ async def test_a_mount_reaches_the_spec_and_an_unknown_name_is_made_at_the_defau
 async def test_a_sandbox_with_mounts_takes_no_warm_sandbox_and_a_rollback_keeps_them(
     world: World,
 ) -> None:
-    view = await world.service.sandboxes.create(
-        world.org, dataclasses.replace(REQUEST, mounts=(CODE,))
-    )
+    view = await mounting_code(world)
     snap = await world.service.snapshots.snapshot(world.org, view.id, "s", memory=False)
     await world.service.snapshots.rollback(world.org, view.id, snap.id)
     assert [m.path for m in world.host.started_with[view.id].mounts] == ["/workspace"]
@@ -123,9 +129,7 @@ async def test_a_sandbox_with_mounts_takes_no_warm_sandbox_and_a_rollback_keeps_
 async def test_a_branch_mounts_the_volumes_of_the_sandbox_its_snapshot_was_taken_of(
     world: World,
 ) -> None:
-    view = await world.service.sandboxes.create(
-        world.org, dataclasses.replace(REQUEST, mounts=(CODE,))
-    )
+    view = await mounting_code(world)
     snap = await world.service.snapshots.snapshot(world.org, view.id, "s", memory=False)
     branch = await world.service.snapshots.branch(world.org, snap.id)
     assert world.service.volumes.named_mounts(branch.id) == [CODE]
@@ -137,9 +141,7 @@ async def test_a_branch_mounts_the_volumes_of_the_sandbox_its_snapshot_was_taken
 async def test_a_mounted_volume_is_deleted_only_once_its_sandboxes_have_ended(
     world: World,
 ) -> None:
-    view = await world.service.sandboxes.create(
-        world.org, dataclasses.replace(REQUEST, mounts=(CODE,))
-    )
+    view = await mounting_code(world)
     with pytest.raises(InvalidStateError) as refused:
         await world.service.volumes.delete(world.org, "my-code")
     assert refused.value.details == {"volume": "my-code", "mountedBy": [view.id]}

@@ -10,8 +10,6 @@ import contextlib
 import secrets
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -29,6 +27,7 @@ from sandlot.errors import (
     VolumeNotFoundError,
 )
 from sandlot.testing import ServerProcess, ensure_base_template
+from tests.e2e.test_cleanup_and_restart import doctor_check
 
 
 def unique(prefix: str) -> str:
@@ -37,16 +36,6 @@ def unique(prefix: str) -> str:
 
 def headers(server: ServerProcess, key: str | None = None) -> dict[str, str]:
     return {"X-API-Key": key or server.api_key}
-
-
-def doctor_check(srv: ServerProcess) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "sandlot", "doctor", "--check", "--data-dir", str(srv.data_dir)],
-        env=srv.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 @pytest.fixture
